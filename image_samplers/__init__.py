@@ -1,0 +1,1 @@
+"""Image samplers from the same research line: BEGAN and PPGN."""

@@ -1,0 +1,25 @@
+"""Shared fixtures: the location of the shared data files, with clean skips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def shared_file(name: str) -> Path:
+    """Path to ``../shared/data/<name>``; skip the calling test with a message if absent."""
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"shared data file {path} is absent (see ../shared/data/README.md)")
+    return path
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The shared data directory; skips the test if it does not exist."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data directory {SHARED_DATA} is absent")
+    return SHARED_DATA

@@ -1,0 +1,1 @@
+"""Gymnasium environments for adversarial text generation with learned-discriminator rewards."""
