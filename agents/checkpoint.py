@@ -1,0 +1,107 @@
+"""Atomic, safely loaded checkpoints and RNG-state capture, shared by every trainer.
+
+Why: a run killed mid-write must never leave a half-written file where the last
+good checkpoint was, and a checkpoint from somewhere else must never be
+unpickled. So saves go to a temporary file in the same directory and are
+renamed over the target (atomic on POSIX), and loads use
+``torch.load(weights_only=True)`` and turn every failure into one clear error.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, truncated, foreign or lacks required entries."""
+
+
+def atomic_save(obj: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write ``obj`` with ``torch.save`` to a temp file, fsync it, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(dict(obj), handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str],
+    required_keys: Iterable[str] = (),
+    map_location: str | torch.device = "cpu",
+) -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``; raise :class:`CheckpointError` on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # truncated zip, foreign pickle, random bytes, ...
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt, truncated or not a textgan checkpoint "
+            f"(refused to unpickle it): {type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, expected a dict")
+    missing = [key for key in required_keys if key not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks required entries: {', '.join(missing)}")
+    return state
+
+
+def rng_state() -> dict[str, Any]:
+    """Capture Python, NumPy and torch RNG states as tensors/plain types (``weights_only``-safe)."""
+    py_version, py_internal, py_gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": torch.tensor(py_internal, dtype=torch.int64),
+        "python_version": py_version,
+        "python_gauss": py_gauss,
+        "numpy_keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
+        "numpy_pos": int(np_pos),
+        "numpy_has_gauss": int(np_has_gauss),
+        "numpy_gauss": float(np_gauss),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore what :func:`rng_state` captured."""
+    internal = tuple(int(v) for v in state["python"].tolist())
+    random.setstate((state["python_version"], internal, state["python_gauss"]))
+    np.random.set_state(
+        (
+            "MT19937",
+            state["numpy_keys"].numpy().astype(np.uint32),
+            int(state["numpy_pos"]),
+            int(state["numpy_has_gauss"]),
+            float(state["numpy_gauss"]),
+        )
+    )
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def generator_state(generator: torch.Generator) -> torch.Tensor:
+    """State of a ``torch.Generator`` (a uint8 tensor), for checkpoints."""
+    return generator.get_state()
