@@ -1,0 +1,424 @@
+"""MaskGAN's fill-in-the-blank task as a Gymnasium env, single and natively vectorised.
+
+Each episode takes one real sequence ``x`` (from a corpus, an encoded tensor, or an oracle model)
+and a mask (:mod:`textgan_envs.masking`). The agent sees the masked sequence ``m(x)``, the tokens
+of the sequence up to the current position and the position, and chooses a token for the current
+*missing* position only: present tokens are copied by the env without asking the agent. The
+episode ends once the last position has been passed, so it lasts exactly as many steps as there
+are missing tokens.
+
+Reward for filling position ``t``: ``r_t = log D(x~_t | x~_<t, m(x))`` from the per-token
+:class:`~textgan_envs.discriminators.maskgan.MaskGANDiscriminator`, computed stably from its logit.
+The discriminator is causal in the filled sequence, so ``r_t`` is final as soon as ``t`` is filled;
+present positions carry no reward. For a fixed discriminator state the reward is deterministic.
+Replace the discriminator while training with :meth:`set_discriminator` (or pass it in).
+
+Observation (a ``Dict``): ``masked`` ``[T]`` (MASK where missing), ``filled`` ``[T]`` (tokens at
+positions ``< position``, PAD elsewhere) and ``position`` (the index being filled; ``T`` when done).
+Action: a token id other than MASK.
+"""
+
+from __future__ import annotations
+
+import os
+from types import SimpleNamespace
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+from torch import Tensor
+
+from textgan_envs.corpus import encode_sentences, load_corpus
+from textgan_envs.device import resolve_device
+from textgan_envs.discriminators.maskgan import (
+    MaskGANDiscriminator,
+    check_compatible,
+    per_token_rewards,
+)
+from textgan_envs.masking import MASK_KINDS, apply_mask, check_present_rate, make_mask
+from textgan_envs.sampling import sample_sequences
+from textgan_envs.vocab import Vocabulary
+
+
+class RealSource:
+    """Where real sequences come from: rows of a fixed tensor, or fresh samples of an oracle model.
+
+    ``vocab_size`` is the model vocabulary (oracle vocabulary + 1 for an oracle, whose ids are all
+    words, so its MASK id is appended at the end); ``pad_token`` is ``None`` when rows have no
+    padding.
+    """
+
+    def __init__(
+        self,
+        corpus: str | os.PathLike[str] | None = None,
+        data: Tensor | np.ndarray | None = None,
+        oracle: Any = None,
+        vocab: Vocabulary | None = None,
+        seq_len: int = 20,
+        max_sentences: int | None = None,
+    ) -> None:
+        given = [
+            name
+            for name, v in (("corpus", corpus), ("data", data), ("oracle", oracle))
+            if v is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                f"give exactly one real source (corpus, data or oracle), got {given or 'none'}"
+            )
+        self.vocab = vocab
+        self.oracle = oracle
+        self.data: Tensor | None = None
+        if oracle is not None:
+            self.seq_len = int(oracle.seq_len)
+            self.vocab_size = int(oracle.vocab_size) + 1
+            self.mask_token = int(oracle.vocab_size)
+            self.pad_token: int | None = None
+        else:
+            if corpus is not None:
+                sentences = load_corpus(corpus).sentences
+                if max_sentences is not None:
+                    sentences = sentences[:max_sentences]
+                if vocab is None:
+                    vocab = Vocabulary.build(sentences)
+                    self.vocab = vocab
+                data = encode_sentences(sentences, vocab, seq_len)
+            tensor = torch.as_tensor(data).long()
+            if tensor.ndim != 2 or tensor.shape[0] == 0:
+                raise ValueError(
+                    f"real data must be a non-empty [N, seq_len] array, got {tuple(tensor.shape)}"
+                )
+            if max_sentences is not None and corpus is None:
+                tensor = tensor[:max_sentences]
+            self.seq_len = int(tensor.shape[1])
+            self.vocab_size = len(vocab) if vocab is not None else int(tensor.max()) + 1
+            self.mask_token = Vocabulary.MASK
+            self.pad_token = Vocabulary.PAD
+            if vocab is not None and (
+                len(vocab) <= Vocabulary.MASK
+                or vocab.id_to_token(Vocabulary.MASK) != Vocabulary.SPECIAL_TOKENS[Vocabulary.MASK]
+            ):
+                raise ValueError("the vocabulary lacks the MASK token <mask> at id 4")
+            if self.vocab_size <= self.mask_token:
+                raise ValueError(
+                    f"the vocabulary (size {self.vocab_size}) lacks the MASK token id {self.mask_token}"
+                )
+            if bool((tensor == self.mask_token).any()):
+                raise ValueError(
+                    f"the real data contains the MASK id {self.mask_token} as a word; the vocabulary "
+                    "must reserve MASK for missing tokens"
+                )
+            if int(tensor.min()) < 0 or int(tensor.max()) >= self.vocab_size:
+                raise ValueError(
+                    f"real data ids fall outside the vocabulary [0, {self.vocab_size})"
+                )
+            self.data = tensor
+        if self.seq_len < 2:
+            raise ValueError(f"sequences must have at least 2 tokens, got seq_len={self.seq_len}")
+
+    def draw(self, n: int, generator: torch.Generator, device: torch.device) -> Tensor:
+        """``n`` real sequences ``LongTensor[n, T]`` on ``device``."""
+        if self.oracle is not None:
+            gen = generator if self.oracle.device.type == "cpu" else None
+            return sample_sequences(self.oracle, n, generator=gen).to(device)
+        assert self.data is not None
+        idx = torch.randint(len(self.data), (n,), generator=generator)
+        return self.data[idx].to(device)
+
+
+class _Episodes:
+    """Batched episode state shared by the single and the vector env (one code path for both)."""
+
+    def __init__(self, num: int, seq_len: int, device: torch.device) -> None:
+        shape = (num, seq_len)
+        self.real = torch.zeros(shape, dtype=torch.long, device=device)
+        self.present = torch.ones(shape, dtype=torch.bool, device=device)
+        self.masked = torch.zeros(shape, dtype=torch.long, device=device)
+        self.filled = torch.zeros(shape, dtype=torch.long, device=device)
+        self.pos = torch.full((num,), seq_len, dtype=torch.long, device=device)
+        self.seq_len = seq_len
+        self._cols = torch.arange(seq_len, device=device)
+
+    def _advance(self, rows: Tensor, after: Tensor) -> None:
+        """Move ``rows`` to their first missing position ``> after``, copying present tokens up to it."""
+        later = (self._cols.unsqueeze(0) > after.unsqueeze(1)) & ~self.present[rows]
+        nxt = torch.where(later.any(dim=1), later.float().argmax(dim=1), self.seq_len)
+        copy = (self._cols.unsqueeze(0) > after.unsqueeze(1)) & (
+            self._cols.unsqueeze(0) < nxt.unsqueeze(1)
+        )
+        self.filled[rows] = torch.where(copy, self.real[rows], self.filled[rows])
+        self.pos[rows] = nxt
+
+    def start(self, rows: Tensor, real: Tensor, present: Tensor, mask_token: int) -> None:
+        self.real[rows] = real
+        self.present[rows] = present
+        self.masked[rows] = apply_mask(real, present, mask_token)
+        self.filled[rows] = Vocabulary.PAD
+        self._advance(rows, torch.full_like(rows, -1))
+
+    def fill(self, rows: Tensor, actions: Tensor, discriminator: MaskGANDiscriminator) -> Tensor:
+        """Write ``actions`` at the rows' current positions; return their rewards and advance them."""
+        pos = self.pos[rows]
+        self.filled[rows, pos] = actions
+        rewards = per_token_rewards(
+            discriminator, self.masked[rows], self.filled[rows], self.present[rows]
+        )
+        reward = rewards.gather(1, pos.unsqueeze(1)).squeeze(1)
+        self._advance(rows, pos)
+        return reward
+
+    def observation(self) -> dict[str, np.ndarray]:
+        visible = self._cols.unsqueeze(0) < self.pos.unsqueeze(1)
+        filled = torch.where(visible, self.filled, torch.zeros_like(self.filled))
+        return {
+            "masked": self.masked.cpu().numpy().astype(np.int64),
+            "filled": filled.cpu().numpy().astype(np.int64),
+            "position": self.pos.cpu().numpy().astype(np.int64),
+        }
+
+
+class _FillInBlankBase:
+    """Construction shared by both envs: source, spaces, discriminator, masking options."""
+
+    def _setup(
+        self,
+        num: int,
+        corpus: str | os.PathLike[str] | None,
+        data: Tensor | np.ndarray | None,
+        oracle: Any,
+        vocab: Vocabulary | None,
+        seq_len: int,
+        max_sentences: int | None,
+        mask: str,
+        present_rate: float,
+        discriminator: MaskGANDiscriminator | None,
+        device: str | torch.device,
+    ) -> None:
+        if mask not in MASK_KINDS:
+            raise ValueError(f"mask must be one of {MASK_KINDS}, got {mask!r}")
+        self.present_rate = check_present_rate(present_rate)
+        self.mask_kind = mask
+        self.device = resolve_device(device)
+        self.source = RealSource(corpus, data, oracle, vocab, seq_len, max_sentences)
+        self.vocab = self.source.vocab
+        self.seq_len = self.source.seq_len
+        self.vocab_size = self.source.vocab_size
+        self.mask_token = self.source.mask_token
+        if discriminator is None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                discriminator = MaskGANDiscriminator(
+                    self.vocab_size, self.seq_len, mask_token=self.mask_token, device=self.device
+                )
+        self.set_discriminator(discriminator)
+        self._torch_gen = torch.Generator()
+        self._episodes = _Episodes(num, self.seq_len, self.device)
+        self.single_observation_space = spaces.Dict(
+            {
+                "masked": spaces.MultiDiscrete(
+                    np.full(self.seq_len, self.vocab_size, dtype=np.int64)
+                ),
+                "filled": spaces.MultiDiscrete(
+                    np.full(self.seq_len, self.vocab_size, dtype=np.int64)
+                ),
+                "position": spaces.Discrete(self.seq_len + 1),
+            }
+        )
+        self.single_action_space = spaces.Discrete(self.vocab_size)
+
+    def set_discriminator(self, discriminator: MaskGANDiscriminator) -> None:
+        """Use ``discriminator`` for rewards from now on (checked against the env's vocabulary)."""
+        shape = SimpleNamespace(
+            vocab_size=self.vocab_size, mask_token=self.mask_token, seq_len=self.seq_len
+        )
+        check_compatible(shape, discriminator, first="env")
+        self.discriminator = discriminator
+
+    def _seed_torch(self, np_random: np.random.Generator) -> None:
+        self._torch_gen.manual_seed(int(np_random.integers(2**62)))
+
+    def _start(self, rows: Tensor) -> None:
+        real = self.source.draw(int(rows.numel()), self._torch_gen, self.device)
+        present = make_mask(
+            self.mask_kind, real.cpu(), self.present_rate, self._torch_gen, self.source.pad_token
+        ).to(self.device)
+        self._episodes.start(rows, real, present, self.mask_token)
+
+    def _check_actions(self, actions: Tensor) -> None:
+        if actions.numel() and (int(actions.min()) < 0 or int(actions.max()) >= self.vocab_size):
+            raise ValueError(
+                f"actions must be token ids in [0, {self.vocab_size}), got {actions.tolist()}"
+            )
+        if bool((actions == self.mask_token).any()):
+            raise ValueError(f"action {self.mask_token} is the MASK token, not a word to fill in")
+
+    def decode(self, tokens: np.ndarray | Tensor) -> str:
+        """Tokens as text (needs a vocabulary; ids otherwise)."""
+        ids = np.asarray(tokens).tolist()
+        if self.vocab is None:
+            return " ".join("_" if i == self.mask_token else str(i) for i in ids)
+        return " ".join("_" if i == self.mask_token else self.vocab.id_to_token(i) for i in ids)
+
+
+class FillInTheBlankEnv(_FillInBlankBase, gym.Env):
+    """One fill-in-the-blank episode at a time (see the module docstring)."""
+
+    metadata = {"render_modes": ["ansi"]}
+
+    def __init__(
+        self,
+        corpus: str | os.PathLike[str] | None = None,
+        *,
+        data: Tensor | np.ndarray | None = None,
+        oracle: Any = None,
+        vocab: Vocabulary | None = None,
+        seq_len: int = 20,
+        max_sentences: int | None = None,
+        mask: str = "random",
+        present_rate: float = 0.5,
+        discriminator: MaskGANDiscriminator | None = None,
+        device: str | torch.device = "cpu",
+        render_mode: str | None = None,
+    ) -> None:
+        self._setup(
+            1, corpus, data, oracle, vocab, seq_len, max_sentences, mask, present_rate,
+            discriminator, device,
+        )  # fmt: skip
+        self.observation_space = self.single_observation_space
+        self.action_space = self.single_action_space
+        self.render_mode = render_mode
+        self._rows = torch.zeros(1, dtype=torch.long, device=self.device)
+        self._done = True
+
+    def _obs(self) -> dict[str, Any]:
+        obs = self._episodes.observation()
+        return {
+            "masked": obs["masked"][0],
+            "filled": obs["filled"][0],
+            "position": int(obs["position"][0]),
+        }
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        super().reset(seed=seed)
+        if seed is not None or not hasattr(self, "_seeded"):
+            self._seed_torch(self.np_random)
+            self._seeded = True
+        self._start(self._rows)
+        self._done = False
+        return self._obs(), {}
+
+    def step(self, action: int) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
+        if self._done:
+            raise RuntimeError("the episode is over; call reset() before step()")
+        act = torch.as_tensor([int(action)], dtype=torch.long, device=self.device)
+        self._check_actions(act)
+        reward = float(self._episodes.fill(self._rows, act, self.discriminator)[0])
+        self._done = int(self._episodes.pos[0]) >= self.seq_len
+        info: dict[str, Any] = {}
+        if self._done:
+            info["real"] = self._episodes.real[0].cpu().numpy()
+        return self._obs(), reward, self._done, False, info
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi":
+            return None
+        obs = self._obs()
+        return f"masked: {self.decode(obs['masked'])}\nfilled: {self.decode(obs['filled'][: obs['position']])}"
+
+
+class FillInTheBlankVectorEnv(_FillInBlankBase, VectorEnv):
+    """``num_envs`` episodes stepped together in one discriminator call; next-step autoreset.
+
+    A sub-env whose episode ended on the previous step is reset on this step (its action is
+    ignored, its reward is 0), as in Gymnasium's native vector envs.
+    """
+
+    metadata = {"render_modes": ["ansi"], "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        corpus: str | os.PathLike[str] | None = None,
+        *,
+        data: Tensor | np.ndarray | None = None,
+        oracle: Any = None,
+        vocab: Vocabulary | None = None,
+        seq_len: int = 20,
+        max_sentences: int | None = None,
+        mask: str = "random",
+        present_rate: float = 0.5,
+        discriminator: MaskGANDiscriminator | None = None,
+        device: str | torch.device = "cpu",
+        render_mode: str | None = None,
+    ) -> None:
+        if int(num_envs) < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        self.num_envs = int(num_envs)
+        self._setup(
+            self.num_envs, corpus, data, oracle, vocab, seq_len, max_sentences, mask,
+            present_rate, discriminator, device,
+        )  # fmt: skip
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.render_mode = render_mode
+        self._prev_done = np.zeros(self.num_envs, dtype=bool)
+        self._all = torch.arange(self.num_envs, device=self.device)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        super().reset(seed=seed)
+        self._seed_torch(self.np_random)
+        self._start(self._all)
+        self._prev_done[:] = False
+        return self._episodes.observation(), {}
+
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        acts = torch.as_tensor(np.asarray(actions), dtype=torch.long, device=self.device).reshape(
+            -1
+        )
+        if acts.numel() != self.num_envs:
+            raise ValueError(f"expected {self.num_envs} actions, got {acts.numel()}")
+        rewards = np.zeros(self.num_envs, dtype=np.float32)
+        resetting = torch.as_tensor(self._prev_done, device=self.device)
+        acting = self._all[~resetting]
+        if acting.numel():
+            self._check_actions(acts[acting])
+            rewards[acting.cpu().numpy()] = (
+                self._episodes.fill(acting, acts[acting], self.discriminator).cpu().numpy()
+            )
+        if bool(resetting.any()):
+            self._start(self._all[resetting])
+        terminated = (self._episodes.pos >= self.seq_len).cpu().numpy()
+        terminated &= ~self._prev_done
+        self._prev_done = terminated.copy()
+        truncated = np.zeros(self.num_envs, dtype=bool)
+        return self._episodes.observation(), rewards, terminated, truncated, {}
+
+    def render(self) -> list[str] | None:
+        if self.render_mode != "ansi":
+            return None
+        obs = self._episodes.observation()
+        return [self.decode(row) for row in obs["masked"]]
+
+
+ENV_ID = "textgan/FillInBlank-v0"
+
+
+def register() -> None:
+    """Register ``textgan/FillInBlank-v0`` (single and vector entry points); safe to call twice."""
+    if ENV_ID in gym.registry:
+        return
+    gym.register(
+        id=ENV_ID,
+        entry_point="textgan_envs.envs.fill_in_blank:FillInTheBlankEnv",
+        vector_entry_point="textgan_envs.envs.fill_in_blank:FillInTheBlankVectorEnv",
+    )
