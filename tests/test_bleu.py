@@ -144,3 +144,14 @@ def test_progress_bar_does_not_change_result(coco, capsys) -> None:
     samples = coco[0][:50]
     assert self_bleu(samples, progress=True) == self_bleu(samples)
     assert bleu(samples, coco[1][:50], progress=True) == bleu(samples, coco[1][:50])
+
+
+def test_package_does_not_import_nltk() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, textgan_envs.metrics, textgan_envs.corpus, textgan_envs.vocab; "
+        "assert 'nltk' not in sys.modules, 'nltk imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
