@@ -24,7 +24,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -39,6 +39,7 @@ from agents.checkpoint import (
 )
 from agents.config import config_to_dict
 from agents.metric_log import MetricLogger
+from textgan_envs.device import resolve_device
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CONFIG_NAME = "config.json"
@@ -230,3 +231,263 @@ def progress_bar(total: int, initial: int, enabled: bool, desc: str):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, disable=not enabled, desc=desc, dynamic_ncols=True)
+
+
+# --------------------------------------------------------------------------- common config
+
+
+@dataclass
+class CommonConfig:
+    """Fields every adversarial agent shares: data source, generator, pre-training, schedule, logging.
+
+    Defaults follow SeqGAN's synthetic experiment (vocabulary 5,000, length 20, 10,000 oracle
+    sequences, hidden 32, batch 64, 50 discriminator pre-training rounds of 3 epochs, then 1
+    generator step followed by 5 discriminator steps of 3 epochs on 10,000 fresh negatives).
+    """
+
+    out_dir: str = "runs/default"
+    """Run directory: config.json, checkpoint.pt, metrics.csv, tensorboard/, mle/."""
+    env_id: str = "textgan/Oracle-v0"
+    """Data source: ``textgan/Oracle-v0`` (synthetic oracle LSTM) or ``textgan/Corpus-v0`` (a text file)."""
+    seed: int = 0
+    """Seed of every random stream of the run (sampling, shuffling, initialisation)."""
+    device: str = "auto"
+    """``auto`` (CUDA when present), ``cpu`` or ``cuda[:i]``."""
+    oracle_path: str | None = None
+    """Oracle parameters ``.npz`` (e.g. ``seqgan_oracle_params.npz``); ``None`` draws a random N(0,1) oracle."""
+    oracle_seed: int = 0
+    """Seed of the random oracle when ``oracle_path`` is ``None``."""
+    corpus_path: str | None = None
+    """Text file, one sentence per line (``textgan/Corpus-v0`` only)."""
+    corpus_level: Literal["word", "char"] = "word"
+    """Tokenisation of the corpus: whitespace-separated words or characters."""
+    vocab_size: int = field(default=5000, metadata={"min": 2})
+    """Oracle vocabulary size; for a corpus, the cap on the built vocabulary (reserved ids included)."""
+    seq_len: int = field(default=20, metadata={"min": 1})
+    """Sequence length ``T``."""
+    n_real: int = field(default=10000, metadata={"min": 1})
+    """Real sequences drawn from the oracle (training data of the MLE and the discriminator)."""
+    n_valid: int = field(default=1000, metadata={"min": 1})
+    """Held-out real sequences for NLL-test (oracle: fresh draws; corpus: the validation split)."""
+    emb_dim: int = field(default=32, metadata={"min": 1})
+    """Generator embedding size."""
+    hidden_dim: int = field(default=32, metadata={"min": 1})
+    """Generator LSTM hidden size."""
+    mle_epochs: int = 120
+    """MLE pre-training epochs of the generator before adversarial training (SeqGAN: 120)."""
+    mle_lr: float = field(default=1e-2, metadata={"min": 0.0})
+    """Adam learning rate of MLE pre-training."""
+    disc: Literal["cnn", "lstm"] = "cnn"
+    """Discriminator architecture: SeqGAN's CNN or a small LSTM."""
+    disc_kwargs: str = "{}"
+    """JSON object of extra discriminator constructor arguments (e.g. a tiny CNN for tests)."""
+    d_lr: float | None = None
+    """Discriminator Adam learning rate; ``None`` uses the architecture's default (CNN: 1e-4)."""
+    d_pretrain_steps: int = 50
+    """Discriminator pre-training rounds, each on fresh negatives for ``d_epochs`` epochs."""
+    d_steps: int = 5
+    """Discriminator rounds after each block of ``g_steps`` generator updates."""
+    d_epochs: int = field(default=3, metadata={"min": 1})
+    """Epochs over each round's real + fake data."""
+    d_negatives: int = field(default=10000, metadata={"min": 1})
+    """Fresh generator samples per discriminator round (balanced against as many real ones)."""
+    d_batch_size: int = field(default=64, metadata={"min": 1})
+    """Discriminator minibatch size."""
+    total_steps: int = 200
+    """Adversarial iterations; each is ``g_steps`` generator updates, then ``d_steps`` D rounds."""
+    g_steps: int = field(default=1, metadata={"min": 1})
+    """Generator updates per adversarial iteration."""
+    batch_size: int = field(default=64, metadata={"min": 1})
+    """Generated sequences per generator update."""
+    g_lr: float = field(default=1e-2, metadata={"min": 0.0})
+    """Generator Adam learning rate during adversarial training."""
+    grad_clip: float = field(default=5.0, metadata={"min": 0.0})
+    """Global gradient-norm clip of the generator (0 disables)."""
+    log_every: int = field(default=1, metadata={"min": 1})
+    """Write a metrics row every this many iterations."""
+    eval_every: int = 10
+    """NLL-oracle / NLL-test every this many iterations (0: only at the end)."""
+    eval_samples: int = field(default=10000, metadata={"min": 1})
+    """Generator samples scored by the oracle for NLL-oracle."""
+    checkpoint_every: int = field(default=10, metadata={"min": 1})
+    """Checkpoint every this many iterations (and always at the end)."""
+    tensorboard: bool = True
+    """Also log to TensorBoard (``<out_dir>/tensorboard``)."""
+    progress: bool = True
+    """Show a tqdm progress bar."""
+
+    def validate(self) -> None:
+        if self.env_id not in ENV_IDS:
+            raise ValueError(
+                f"config key 'env_id': {self.env_id!r} is not one of {', '.join(ENV_IDS)}"
+            )
+        if self.env_id == "textgan/Corpus-v0" and not self.corpus_path:
+            raise ValueError("config key 'corpus_path' must name a text file for textgan/Corpus-v0")
+        try:
+            kwargs = json.loads(self.disc_kwargs)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"config key 'disc_kwargs' is not valid JSON: {exc}") from exc
+        if not isinstance(kwargs, dict):
+            raise ValueError("config key 'disc_kwargs' must be a JSON object")
+
+
+ENV_IDS = ("textgan/Oracle-v0", "textgan/Corpus-v0")
+
+
+# --------------------------------------------------------------------------- shared set-up
+
+
+@dataclass
+class Setup:
+    """What every adversarial agent trains on: data, the generator, the discriminator, evaluation.
+
+    ``oracle`` is ``None`` and ``vocab`` is set for a corpus; the reverse for the oracle env.
+    ``real`` / ``valid`` are ``LongTensor[N, T]`` on the run's device.
+    """
+
+    device: torch.device
+    policy: nn.Module
+    discriminator: nn.Module
+    d_optimizer: torch.optim.Optimizer
+    real: Tensor
+    valid: Tensor
+    oracle: nn.Module | None = None
+    vocab: Any = None
+
+
+def build_setup(cfg: CommonConfig, run_dir: Path, resume: bool) -> Setup:
+    """Data, MLE-initialised generator and discriminator, deterministically from ``cfg.seed``.
+
+    Real data and initial weights are regenerated identically on every start, so a resumed run
+    only needs its checkpoint on top. MLE pre-training writes its own resumable sub-run in
+    ``<run_dir>/mle``; it and discriminator pre-training are skipped when ``checkpoint.pt``
+    exists (the checkpoint already holds their result).
+    """
+    from textgan_envs.discriminators import build_discriminator, make_discriminator_optimizer
+
+    device = resolve_device(cfg.device)
+    oracle, vocab = None, None
+    if cfg.env_id == "textgan/Oracle-v0":
+        from textgan_envs.oracle import OracleLSTM
+
+        if cfg.oracle_path:
+            oracle = OracleLSTM.from_npz(cfg.oracle_path, seq_len=cfg.seq_len, device=device)
+        else:
+            oracle = OracleLSTM.random(
+                cfg.oracle_seed, vocab_size=cfg.vocab_size, seq_len=cfg.seq_len, device=device
+            )
+        data_gen = make_generator(cfg.seed + 1, device)
+        real = oracle.sample(cfg.n_real, generator=data_gen)
+        valid = oracle.sample(cfg.n_valid, generator=data_gen)
+        vocab_size, start_token = oracle.vocab_size, oracle.start_token
+    else:
+        from textgan_envs.corpus import encode_sentences, load_corpus, train_valid_split
+        from textgan_envs.vocab import Vocabulary
+
+        corpus = load_corpus(cfg.corpus_path, level=cfg.corpus_level, max_len=cfg.seq_len)
+        train_s, valid_s = train_valid_split(corpus.sentences, seed=cfg.seed)
+        vocab = Vocabulary.build(train_s, max_size=cfg.vocab_size)
+        vocab.save(run_dir / "vocab.json")
+        real = encode_sentences(train_s, vocab, cfg.seq_len).to(device)
+        valid = encode_sentences(valid_s[: cfg.n_valid], vocab, cfg.seq_len).to(device)
+        vocab_size, start_token = len(vocab), Vocabulary.BOS
+
+    from agents.policies import LSTMPolicy
+
+    policy = LSTMPolicy(
+        vocab_size, cfg.seq_len, cfg.emb_dim, cfg.hidden_dim, start_token=start_token, device=device
+    )
+    policy.reset_parameters(make_generator(cfg.seed + 2))
+    disc = build_discriminator(
+        cfg.disc,
+        vocab_size,
+        cfg.seq_len,
+        seed=cfg.seed + 3,
+        device=device,
+        **json.loads(cfg.disc_kwargs),
+    )
+    d_opt = make_discriminator_optimizer(disc, cfg.d_lr)
+    setup = Setup(device, policy, disc, d_opt, real, valid, oracle, vocab)
+    if resume and has_checkpoint(run_dir):
+        return setup
+
+    if cfg.mle_epochs > 0:
+        from agents.mle import MLEConfig, train_mle
+
+        mle_cfg = MLEConfig(epochs=cfg.mle_epochs, lr=cfg.mle_lr, seed=cfg.seed)
+        train_mle(
+            policy,
+            real,
+            mle_cfg,
+            valid_tokens=valid,
+            oracle=oracle,
+            out_dir=run_dir / "mle",
+            resume=resume,
+        )
+    d_gen = make_generator(cfg.seed + 4)
+    sample_gen = make_generator(cfg.seed + 5, device)
+    for _ in range(cfg.d_pretrain_steps):
+        discriminator_round(setup, cfg, sample_gen, d_gen)
+    return setup
+
+
+def discriminator_round(
+    setup: Setup, cfg: CommonConfig, sample_gen: torch.Generator, shuffle_gen: torch.Generator
+) -> dict[str, float]:
+    """One SeqGAN D-step: ``d_negatives`` fresh generator samples vs real data, ``d_epochs`` epochs."""
+    from textgan_envs.discriminators import train_discriminator
+
+    fake = setup.policy.sample(cfg.d_negatives, generator=sample_gen)
+    return train_discriminator(
+        setup.discriminator,
+        setup.d_optimizer,
+        setup.real,
+        fake,
+        epochs=cfg.d_epochs,
+        batch_size=cfg.d_batch_size,
+        generator=shuffle_gen,
+    )
+
+
+@torch.no_grad()
+def evaluate(setup: Setup, cfg: CommonConfig, step: int) -> dict[str, float]:
+    """NLL-oracle (oracle env) of ``eval_samples`` samples and NLL-test on held-out real data.
+
+    Uses its own generator seeded from ``(seed, step)`` so evaluating never shifts the training
+    random streams: runs with different ``eval_every`` train identically.
+    """
+    from textgan_envs.metrics import nll_oracle, nll_test
+
+    out: dict[str, float] = {}
+    gen = make_generator(cfg.seed * 1_000_003 + step + 7, setup.device)
+    if setup.oracle is not None:
+        samples = setup.policy.sample(cfg.eval_samples, generator=gen)
+        out["nll_oracle"] = nll_oracle(setup.oracle, samples)
+    pad = None if setup.vocab is None else setup.vocab.PAD
+    out["nll_test"] = nll_test(setup.policy, setup.valid, pad_id=pad)
+    return out
+
+
+def policy_log_probs_and_entropy(policy: nn.Module, tokens: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-token ``log pi(y_t | y_<t)`` (differentiable) and exact per-step entropy ``[B, T]`` (detached).
+
+    One teacher-forced pass gives both, so the entropy diagnostic costs no second forward.
+    """
+    logits = policy.teacher_forced_logits(tokens)  # [B, T, V]
+    log_softmax = torch.log_softmax(logits, dim=-1)
+    log_probs = log_softmax.gather(2, tokens.unsqueeze(-1)).squeeze(-1)
+    with torch.no_grad():
+        entropy = -(log_softmax.exp() * log_softmax).sum(-1)
+    return log_probs, entropy
+
+
+def clip_and_step(
+    optimizer: torch.optim.Optimizer, parameters: list[nn.Parameter], max_norm: float
+) -> float:
+    """Clip the global gradient norm to ``max_norm`` (0: no clipping), step; return the pre-clip norm."""
+    if max_norm > 0:
+        norm = float(torch.nn.utils.clip_grad_norm_(parameters, max_norm))
+    else:
+        norm = grad_global_norm(parameters)
+    optimizer.step()
+    return norm

@@ -1,0 +1,167 @@
+"""SeqGAN: REINFORCE on the generator with Monte-Carlo search action values (Yu et al., 2017).
+
+Each generator step samples ``batch_size`` sequences, estimates every prefix's action value
+
+    Q_t = mean_n D(complete_n(y_1..y_t)),  Q_T = D(y)
+
+with ``n_rollouts`` completions drawn by a rollout policy (one batched call of
+:func:`textgan_envs.rollout.monte_carlo_q`), and minimises
+
+    L = -mean_b sum_t log G(y_t | y_<t) * A_t,   A_t = gamma^(T-1-t) * Q_t - b.
+
+The rollout policy is a delayed copy of the generator, ``theta_roll <- r * theta_roll + (1 - r)
+* theta_G`` after every generator step (the reference code's rule, ``r = 0.8``);
+``rollout_update_rate = 0`` rolls out with the generator itself (the paper's description).
+Then ``d_steps`` discriminator rounds follow on fresh negatives. Run it with
+``textgan train --agent reinforce`` or ``train(ReinforceConfig(...))``.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from agents import estimators as est
+from agents import training as tr
+from textgan_envs.discriminators import eval_logits
+from textgan_envs.rewards import get_reward_fn
+from textgan_envs.rollout import monte_carlo_q
+
+AGENT = "reinforce"
+
+
+@dataclass
+class ReinforceConfig(tr.CommonConfig):
+    """SeqGAN's REINFORCE agent; the shared fields are documented on :class:`CommonConfig`."""
+
+    n_rollouts: int = field(default=16, metadata={"min": 1})
+    """Monte-Carlo completions per prefix (SeqGAN: 16)."""
+    rollout_update_rate: float = field(default=0.8, metadata={"min": 0.0, "max": 1.0})
+    """``r`` in ``theta_roll <- r theta_roll + (1 - r) theta_G``; 0 rolls out with the generator itself."""
+    reward: Literal["prob", "log", "logit"] = "prob"
+    """Score of a finished sequence: ``D(y)`` (SeqGAN), ``log D(y)`` or the logit."""
+    baseline: Literal["none", "moving_average"] = "none"
+    """Subtract nothing (SeqGAN) or a moving average of the mean return."""
+    baseline_decay: float = field(default=0.9, metadata={"min": 0.0, "max": 0.999})
+    """Decay of the moving-average baseline."""
+    gamma: float = field(default=1.0, metadata={"min": 0.0, "max": 1.0})
+    """Discount of the terminal outcome: the return at ``t`` is ``gamma^(T-1-t) Q_t`` (1: SeqGAN)."""
+
+
+def update_rollout(rollout: nn.Module, policy: nn.Module, rate: float) -> None:
+    """``theta_roll <- rate * theta_roll + (1 - rate) * theta_G`` for every parameter."""
+    with torch.no_grad():
+        for p_roll, p_gen in zip(rollout.parameters(), policy.parameters(), strict=True):
+            p_roll.mul_(rate).add_(p_gen, alpha=1.0 - rate)
+
+
+def discounted_q(q: Tensor, gamma: float) -> Tensor:
+    """``gamma^(T-1-t) * Q_t``: the discounted value of the terminal outcome seen from step ``t``."""
+    seq_len = q.shape[1]
+    powers = torch.arange(seq_len - 1, -1, -1, device=q.device, dtype=q.dtype)
+    return q * torch.pow(torch.tensor(gamma, device=q.device, dtype=q.dtype), powers)
+
+
+def generator_step(
+    setup: tr.Setup,
+    rollout: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    cfg: ReinforceConfig,
+    baseline: float | None,
+    sample_gen: torch.Generator,
+    step: int,
+) -> tuple[dict[str, float], float | None]:
+    """One SeqGAN generator update; returns diagnostics and the new moving-average baseline."""
+    policy, disc = setup.policy, setup.discriminator
+    reward_fn = get_reward_fn(cfg.reward)
+    tokens = policy.sample(cfg.batch_size, generator=sample_gen)
+    q = monte_carlo_q(
+        rollout,
+        lambda y: reward_fn(eval_logits(disc, y)),
+        tokens,
+        cfg.n_rollouts,
+        generator=sample_gen,
+    )
+    tr.check_finite("reward (Monte-Carlo Q)", q, step)
+    returns = discounted_q(q, cfg.gamma)
+    b = 0.0 if (cfg.baseline == "none" or baseline is None) else baseline
+    advantages = est.clipped_advantages(returns, b, clip=None)
+    log_probs, entropy = tr.policy_log_probs_and_entropy(policy, tokens)
+    loss = est.reinforce_loss(log_probs, advantages)
+    tr.check_finite("generator loss", loss.detach(), step)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = tr.clip_and_step(optimizer, list(policy.parameters()), cfg.grad_clip)
+    if rollout is not policy:
+        update_rollout(rollout, policy, cfg.rollout_update_rate)
+    if cfg.baseline == "moving_average":
+        baseline = est.ema_update(baseline, float(returns.mean()), cfg.baseline_decay)
+    metrics = {
+        "reward": float(q[:, -1].mean()),
+        "q_mean": float(q.mean()),
+        "advantage_std": float(advantages.std()),
+        "g_loss": float(loss.detach()),
+        "entropy": float(entropy.mean()),
+        "g_grad_norm": grad_norm,
+    }
+    return metrics, baseline
+
+
+def train(cfg: ReinforceConfig, resume: bool = False) -> dict[str, float]:
+    """Run SeqGAN in ``cfg.out_dir`` (resuming from its checkpoint when ``resume``); return final metrics."""
+    run_dir = tr.prepare_run_dir(cfg.out_dir, cfg, AGENT, resume)
+    tr.seed_everything(cfg.seed)
+    setup = tr.build_setup(cfg, run_dir, resume)
+    policy = setup.policy
+    rollout = policy if cfg.rollout_update_rate == 0.0 else copy.deepcopy(policy)
+    g_opt = torch.optim.Adam(policy.parameters(), lr=cfg.g_lr)
+    sample_gen = tr.make_generator(cfg.seed + 10, setup.device)
+    shuffle_gen = tr.make_generator(cfg.seed + 11)
+    modules = {"policy": policy, "discriminator": setup.discriminator}
+    if rollout is not policy:
+        modules["rollout"] = rollout
+    optimizers = {"generator": g_opt, "discriminator": setup.d_optimizer}
+    generators = {"sample": sample_gen, "shuffle": shuffle_gen}
+
+    resumed = resume and tr.has_checkpoint(run_dir)
+    if resumed:
+        state = tr.load_run_checkpoint(
+            run_dir, modules, optimizers, generators, AGENT, setup.device
+        )
+    else:
+        state = tr.RunState(step=0, scalars={"baseline": None})
+        tr.save_run_checkpoint(run_dir, state, modules, optimizers, generators, AGENT)
+    logger = tr.open_logger(run_dir, state, resumed, cfg.tensorboard)
+    bar = tr.progress_bar(cfg.total_steps, state.step, cfg.progress, AGENT)
+    last: dict[str, float] = {}
+    try:
+        while state.step < cfg.total_steps:
+            step = state.step + 1
+            for _ in range(cfg.g_steps):
+                metrics, state.scalars["baseline"] = generator_step(
+                    setup, rollout, g_opt, cfg, state.scalars.get("baseline"), sample_gen, step
+                )
+            for _ in range(cfg.d_steps):
+                d = tr.discriminator_round(setup, cfg, sample_gen, shuffle_gen)
+                tr.check_finite("discriminator loss", d["loss"], step)
+                metrics.update({"d_loss": d["loss"], "d_accuracy": d["accuracy"]})
+            if state.scalars.get("baseline") is not None:
+                metrics["baseline"] = float(state.scalars["baseline"])
+            if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.total_steps:
+                metrics.update(tr.evaluate(setup, cfg, step))
+            state.step = step
+            if step % cfg.log_every == 0 or step == cfg.total_steps:
+                logger.log(step, metrics)
+            if step % cfg.checkpoint_every == 0 or step == cfg.total_steps:
+                tr.save_run_checkpoint(run_dir, state, modules, optimizers, generators, AGENT)
+            bar.update(1)
+            bar.set_postfix(reward=f"{metrics['reward']:.3f}")
+            last = metrics
+    finally:
+        bar.close()
+        logger.close()
+    return last
