@@ -127,41 +127,18 @@ def train(cfg: ReinforceConfig, resume: bool = False) -> dict[str, float]:
     optimizers = {"generator": g_opt, "discriminator": setup.d_optimizer}
     generators = {"sample": sample_gen, "shuffle": shuffle_gen}
 
-    resumed = resume and tr.has_checkpoint(run_dir)
-    if resumed:
-        state = tr.load_run_checkpoint(
-            run_dir, modules, optimizers, generators, AGENT, setup.device
+    state, resumed = tr.resume_or_start(
+        run_dir, resume, modules, optimizers, generators, AGENT, setup.device, {"baseline": None}
+    )
+
+    def update(step: int) -> dict[str, float]:
+        metrics, state.scalars["baseline"] = generator_step(
+            setup, rollout, g_opt, cfg, state.scalars.get("baseline"), sample_gen, step
         )
-    else:
-        state = tr.RunState(step=0, scalars={"baseline": None})
-        tr.save_run_checkpoint(run_dir, state, modules, optimizers, generators, AGENT)
-    logger = tr.open_logger(run_dir, state, resumed, cfg.tensorboard)
-    bar = tr.progress_bar(cfg.total_steps, state.step, cfg.progress, AGENT)
-    last: dict[str, float] = {}
-    try:
-        while state.step < cfg.total_steps:
-            step = state.step + 1
-            for _ in range(cfg.g_steps):
-                metrics, state.scalars["baseline"] = generator_step(
-                    setup, rollout, g_opt, cfg, state.scalars.get("baseline"), sample_gen, step
-                )
-            for _ in range(cfg.d_steps):
-                d = tr.discriminator_round(setup, cfg, sample_gen, shuffle_gen)
-                tr.check_finite("discriminator loss", d["loss"], step)
-                metrics.update({"d_loss": d["loss"], "d_accuracy": d["accuracy"]})
-            if state.scalars.get("baseline") is not None:
-                metrics["baseline"] = float(state.scalars["baseline"])
-            if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.total_steps:
-                metrics.update(tr.evaluate(setup, cfg, step))
-            state.step = step
-            if step % cfg.log_every == 0 or step == cfg.total_steps:
-                logger.log(step, metrics)
-            if step % cfg.checkpoint_every == 0 or step == cfg.total_steps:
-                tr.save_run_checkpoint(run_dir, state, modules, optimizers, generators, AGENT)
-            bar.update(1)
-            bar.set_postfix(reward=f"{metrics['reward']:.3f}")
-            last = metrics
-    finally:
-        bar.close()
-        logger.close()
-    return last
+        if state.scalars["baseline"] is not None:
+            metrics["baseline"] = float(state.scalars["baseline"])
+        return metrics
+
+    return tr.adversarial_loop(
+        cfg, AGENT, run_dir, setup, state, resumed, modules, optimizers, generators, update
+    )

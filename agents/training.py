@@ -37,7 +37,7 @@ from agents.checkpoint import (
     rng_state,
     set_rng_state,
 )
-from agents.config import config_to_dict
+from agents.config import build_config, config_to_dict
 from agents.metric_log import MetricLogger
 from textgan_envs.device import resolve_device
 
@@ -91,6 +91,7 @@ def prepare_run_dir(out_dir: str | Path, cfg: Any, agent: str, resume: bool) -> 
     ``--resume`` or pick a fresh ``--out``). With ``resume``, the saved config must equal
     ``cfg`` except for the keys in :data:`RESUMABLE_CHANGES`.
     """
+    build_config(type(cfg), config_to_dict(cfg))  # same checks as the CLI, before any work
     run_dir = Path(out_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = {"agent": agent, **config_to_dict(cfg)}
@@ -414,7 +415,17 @@ def build_setup(cfg: CommonConfig, run_dir: Path, resume: bool) -> Setup:
     if cfg.mle_epochs > 0:
         from agents.mle import MLEConfig, train_mle
 
-        mle_cfg = MLEConfig(epochs=cfg.mle_epochs, lr=cfg.mle_lr, seed=cfg.seed)
+        mle_cfg = MLEConfig(
+            epochs=cfg.mle_epochs,
+            batch_size=cfg.batch_size,
+            lr=cfg.mle_lr,
+            grad_clip=cfg.grad_clip,
+            seed=cfg.seed,
+            eval_every=max(1, cfg.mle_epochs // 10),
+            n_eval_samples=cfg.eval_samples,
+            tensorboard=cfg.tensorboard,
+            progress=cfg.progress,
+        )
         train_mle(
             policy,
             real,
@@ -491,3 +502,69 @@ def clip_and_step(
         norm = grad_global_norm(parameters)
     optimizer.step()
     return norm
+
+
+def resume_or_start(
+    run_dir: Path,
+    resume: bool,
+    modules: Mapping[str, nn.Module],
+    optimizers: Mapping[str, torch.optim.Optimizer],
+    generators: Mapping[str, torch.Generator],
+    agent: str,
+    device: torch.device,
+    scalars: Mapping[str, float | None] | None = None,
+) -> tuple[RunState, bool]:
+    """Load the checkpoint when resuming one, else write the step-0 checkpoint; return ``(state, resumed)``."""
+    if resume and has_checkpoint(run_dir):
+        return load_run_checkpoint(run_dir, modules, optimizers, generators, agent, device), True
+    state = RunState(step=0, scalars=dict(scalars or {}))
+    save_run_checkpoint(run_dir, state, modules, optimizers, generators, agent)
+    return state, False
+
+
+def adversarial_loop(
+    cfg: CommonConfig,
+    agent: str,
+    run_dir: Path,
+    setup: Setup,
+    state: RunState,
+    resumed: bool,
+    modules: Mapping[str, nn.Module],
+    optimizers: Mapping[str, torch.optim.Optimizer],
+    generators: Mapping[str, torch.Generator],
+    generator_update,
+) -> dict[str, float]:
+    """SeqGAN's schedule around an agent's ``generator_update(step) -> metrics``.
+
+    Each iteration: ``g_steps`` generator updates, ``d_steps`` discriminator rounds on fresh
+    negatives (``generators["sample"]`` draws them, ``generators["shuffle"]`` shuffles), the
+    evaluation every ``eval_every`` iterations and at the end, a metrics row, a checkpoint
+    every ``checkpoint_every`` iterations and at the end. ``generator_update`` must call
+    :func:`check_finite` on its rewards/weights/loss so a NaN stops the run before any save.
+    """
+    logger = open_logger(run_dir, state, resumed, cfg.tensorboard)
+    bar = progress_bar(cfg.total_steps, state.step, cfg.progress, agent)
+    metrics: dict[str, float] = {}
+    try:
+        while state.step < cfg.total_steps:
+            step = state.step + 1
+            for _ in range(cfg.g_steps):
+                metrics = dict(generator_update(step))
+            for _ in range(cfg.d_steps):
+                d = discriminator_round(setup, cfg, generators["sample"], generators["shuffle"])
+                check_finite("discriminator loss", d["loss"], step)
+                metrics.update({"d_loss": d["loss"], "d_accuracy": d["accuracy"]})
+            if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.total_steps:
+                metrics.update(evaluate(setup, cfg, step))
+            state.step = step
+            if step % cfg.log_every == 0 or step == cfg.total_steps:
+                logger.log(step, metrics)
+            if step % cfg.checkpoint_every == 0 or step == cfg.total_steps:
+                save_run_checkpoint(run_dir, state, modules, optimizers, generators, agent)
+            bar.update(1)
+            if "reward" in metrics:
+                bar.set_postfix(reward=f"{metrics['reward']:.3f}")
+    finally:
+        bar.close()
+        logger.close()
+    return metrics
