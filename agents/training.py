@@ -145,6 +145,9 @@ def save_run_checkpoint(
         "generators": {name: g.get_state() for name, g in generators.items()},
         "rng": rng_state(),
     }
+    policy = modules.get("policy")
+    if policy is not None and hasattr(policy, "config"):
+        payload["policy_config"] = policy.config()  # lets `textgan sample` rebuild the generator
     return atomic_save(payload, Path(run_dir) / CHECKPOINT_NAME)
 
 

@@ -1,0 +1,188 @@
+"""Actor-critic with per-token rewards and a learned baseline: MaskGAN's generator rule (Fedus et al., 2018).
+
+Per-token rewards ``r_t`` (here ``log D`` of Monte-Carlo completions of each prefix, or only
+``log D(y)`` at the end) become discounted returns ``R_t = sum_{s>=t} gamma^(s-t) r_s``; a value
+head ``b_t = V(y_<t)`` (:class:`agents.critic.LSTMCritic`) is the baseline, trained by MSE to the
+returns; the actor minimises ``-sum_t log G(y_t | y_<t) * clip(R_t - b_t, +-5)``. Both networks
+are clipped to a global gradient norm of 10.
+
+:func:`actor_critic_losses` is the rule on its own (pure tensors, any mask), reused by the MaskGAN
+agent; :func:`train` wraps it in the shared adversarial schedule. Run with
+``textgan train --agent actor_critic`` or ``train(ActorCriticConfig(...))``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from agents import estimators as est
+from agents import training as tr
+from agents.critic import LSTMCritic
+from textgan_envs.discriminators import eval_logits
+from textgan_envs.rewards import log_reward
+from textgan_envs.rollout import monte_carlo_q
+
+AGENT = "actor_critic"
+
+
+@dataclass
+class ActorCriticConfig(tr.CommonConfig):
+    """Actor-critic agent; the shared fields are documented on :class:`CommonConfig`."""
+
+    gamma: float = field(default=0.9, metadata={"min": 0.0, "max": 1.0})
+    """Discount of future per-token rewards (MaskGAN: 0.9)."""
+    reward: Literal["mc_log", "final_log"] = "mc_log"
+    """``mc_log``: ``r_t`` = mean ``log D`` of ``n_rollouts`` completions of ``y_1..y_t``
+    (``r_T = log D(y)``); ``final_log``: only ``r_T = log D(y)``."""
+    n_rollouts: int = field(default=16, metadata={"min": 1})
+    """Monte-Carlo completions per prefix for the ``mc_log`` reward (rolled out by the generator)."""
+    advantage_clip: float = field(default=5.0, metadata={"min": 0.0})
+    """Advantages are clipped to ``+-advantage_clip`` (MaskGAN: 5; 0 disables)."""
+    critic_lr: float = field(default=1e-3, metadata={"min": 0.0})
+    """Adam learning rate of the critic."""
+    critic_emb_dim: int = field(default=32, metadata={"min": 1})
+    """Critic embedding size."""
+    critic_hidden_dim: int = field(default=32, metadata={"min": 1})
+    """Critic LSTM hidden size."""
+    grad_clip: float = field(default=10.0, metadata={"min": 0.0})
+    """Global gradient-norm clip of actor and critic (MaskGAN: 10)."""
+
+
+class ActorCriticLosses(NamedTuple):
+    """What :func:`actor_critic_losses` returns: both losses and the intermediate tensors."""
+
+    actor_loss: Tensor
+    critic_loss: Tensor
+    returns: Tensor
+    advantages: Tensor
+
+
+def actor_critic_losses(
+    log_probs: Tensor,
+    values: Tensor,
+    rewards: Tensor,
+    gamma: float,
+    advantage_clip: float | None = 5.0,
+    mask: Tensor | None = None,
+) -> ActorCriticLosses:
+    """MaskGAN's rule on ``[B, T]`` tensors: actor loss with clipped advantages, critic MSE.
+
+    ``R = discounted_returns(rewards, gamma, mask)``; ``A = clip(R - stopgrad(values))``;
+    ``actor = -mean_b sum_t m_t log_probs_t A_t``; ``critic = sum m_t (values_t - R_t)^2 / sum m_t``.
+    Gradients flow to ``log_probs`` through the actor loss and to ``values`` through the critic
+    loss only. Positions with ``mask == 0`` (e.g. MaskGAN's unmasked tokens) contribute nothing.
+    """
+    if not log_probs.shape == values.shape == rewards.shape:
+        raise ValueError(
+            f"log_probs {tuple(log_probs.shape)}, values {tuple(values.shape)} and rewards "
+            f"{tuple(rewards.shape)} must share one [B, T] shape"
+        )
+    returns = est.discounted_returns(rewards.detach(), gamma, mask)
+    clip = advantage_clip if advantage_clip else None
+    advantages = est.clipped_advantages(returns, values.detach(), clip)
+    if mask is not None:
+        advantages = advantages * mask.to(advantages.dtype)
+    actor = est.reinforce_loss(log_probs, advantages, mask)
+    if mask is None:
+        critic = F.mse_loss(values, returns)
+    else:
+        m = mask.to(values.dtype)
+        critic = ((values - returns) ** 2 * m).sum() / m.sum().clamp(min=1.0)
+    return ActorCriticLosses(actor, critic, returns, advantages)
+
+
+def per_token_rewards(setup: tr.Setup, tokens: Tensor, cfg: ActorCriticConfig, generator) -> Tensor:
+    """``[B, T]`` rewards: Monte-Carlo mean ``log D`` per prefix, or ``log D(y)`` at the last step."""
+    disc = setup.discriminator
+    if cfg.reward == "mc_log":
+        return monte_carlo_q(
+            setup.policy,
+            lambda y: log_reward(eval_logits(disc, y)),
+            tokens,
+            cfg.n_rollouts,
+            generator=generator,
+        )
+    rewards = torch.zeros(tokens.shape, device=tokens.device)
+    rewards[:, -1] = log_reward(eval_logits(disc, tokens))
+    return rewards
+
+
+def generator_step(
+    setup: tr.Setup,
+    critic: LSTMCritic,
+    g_opt: torch.optim.Optimizer,
+    c_opt: torch.optim.Optimizer,
+    cfg: ActorCriticConfig,
+    sample_gen: torch.Generator,
+    step: int,
+) -> dict[str, float]:
+    """Sample a batch, score it per token, update actor and critic once each."""
+    policy = setup.policy
+    tokens = policy.sample(cfg.batch_size, generator=sample_gen)
+    rewards = per_token_rewards(setup, tokens, cfg, sample_gen)
+    tr.check_finite("per-token rewards", rewards, step)
+    log_probs, entropy = tr.policy_log_probs_and_entropy(policy, tokens)
+    values = critic(tokens)
+    losses = actor_critic_losses(log_probs, values, rewards, cfg.gamma, cfg.advantage_clip)
+    tr.check_finite("actor loss", losses.actor_loss.detach(), step)
+    tr.check_finite("critic loss", losses.critic_loss.detach(), step)
+    g_opt.zero_grad(set_to_none=True)
+    c_opt.zero_grad(set_to_none=True)
+    (losses.actor_loss + losses.critic_loss).backward()  # disjoint parameters, one backward
+    g_norm = tr.clip_and_step(g_opt, list(policy.parameters()), cfg.grad_clip)
+    c_norm = tr.clip_and_step(c_opt, list(critic.parameters()), cfg.grad_clip)
+    with torch.no_grad():
+        explained = 1.0 - (losses.returns - values).var() / losses.returns.var().clamp(min=1e-8)
+    return {
+        "reward": float(torch.exp(rewards[:, -1]).mean()),  # mean D(y) of the batch
+        "log_d": float(rewards[:, -1].mean()),
+        "return_mean": float(losses.returns.mean()),
+        "advantage_mean": float(losses.advantages.mean()),
+        "advantage_clipped_frac": float(
+            (losses.advantages.abs() >= cfg.advantage_clip).float().mean()
+        )
+        if cfg.advantage_clip
+        else 0.0,
+        "actor_loss": float(losses.actor_loss.detach()),
+        "critic_loss": float(losses.critic_loss.detach()),
+        "explained_variance": float(explained),
+        "entropy": float(entropy.mean()),
+        "g_grad_norm": g_norm,
+        "critic_grad_norm": c_norm,
+    }
+
+
+def train(cfg: ActorCriticConfig, resume: bool = False) -> dict[str, float]:
+    """Run the actor-critic agent in ``cfg.out_dir`` (resuming when ``resume``); return final metrics."""
+    run_dir = tr.prepare_run_dir(cfg.out_dir, cfg, AGENT, resume)
+    tr.seed_everything(cfg.seed)
+    setup = tr.build_setup(cfg, run_dir, resume)
+    critic = LSTMCritic(
+        setup.policy.vocab_size,
+        cfg.critic_emb_dim,
+        cfg.critic_hidden_dim,
+        start_token=setup.policy.start_token,
+        device=setup.device,
+    )
+    g_opt = torch.optim.Adam(setup.policy.parameters(), lr=cfg.g_lr)
+    c_opt = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr)
+    sample_gen = tr.make_generator(cfg.seed + 10, setup.device)
+    shuffle_gen = tr.make_generator(cfg.seed + 11)
+    modules = {"policy": setup.policy, "critic": critic, "discriminator": setup.discriminator}
+    optimizers = {"generator": g_opt, "critic": c_opt, "discriminator": setup.d_optimizer}
+    generators = {"sample": sample_gen, "shuffle": shuffle_gen}
+    state, resumed = tr.resume_or_start(
+        run_dir, resume, modules, optimizers, generators, AGENT, setup.device
+    )
+
+    def update(step: int) -> dict[str, float]:
+        return generator_step(setup, critic, g_opt, c_opt, cfg, sample_gen, step)
+
+    return tr.adversarial_loop(
+        cfg, AGENT, run_dir, setup, state, resumed, modules, optimizers, generators, update
+    )
