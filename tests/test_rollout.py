@@ -1,0 +1,128 @@
+"""Monte-Carlo Q: exact on a deterministic policy, unbiased against enumeration, batched layout."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from torch import Tensor
+
+from textgan_envs.oracle import OracleLSTM
+from textgan_envs.rollout import monte_carlo_q
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Small CPU kernels run faster single-threaded, above all on a shared, busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class CountingPolicy:
+    """Deterministic protocol model: next token = (prev + 1) mod V; counts ``step`` rows."""
+
+    start_token = 0
+
+    def __init__(self, vocab_size: int, seq_len: int) -> None:
+        self.vocab_size, self.seq_len = vocab_size, seq_len
+        self.rows_stepped = 0
+        self.calls = 0
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def initial_state(self, batch_size: int) -> tuple[Tensor, ...]:
+        return (torch.zeros(batch_size, 2),)
+
+    def step(self, prev: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
+        self.calls += 1
+        self.rows_stepped += len(prev)
+        logits = torch.full((len(prev), self.vocab_size), -1e4)
+        logits[torch.arange(len(prev)), (prev + 1) % self.vocab_size] = 0.0
+        return logits, (state[0] + 1,)
+
+
+def test_deterministic_policy_gives_exact_q() -> None:
+    policy = CountingPolicy(vocab_size=7, seq_len=5)
+    tokens = torch.tensor([[3, 3, 3, 3, 3], [6, 0, 2, 2, 5]])
+    score = lambda y: y.float().sum(dim=1)  # noqa: E731
+    q = monte_carlo_q(policy, score, tokens, n_rollouts=3)
+    expected = torch.zeros(2, 5)
+    for b in range(2):
+        for t in range(5):
+            seq = tokens[b, : t + 1].tolist()
+            while len(seq) < 5:
+                seq.append((seq[-1] + 1) % 7)
+            expected[b, t] = sum(seq)
+    torch.testing.assert_close(q, expected)
+
+
+def test_work_is_batched_and_never_wasted() -> None:
+    """T-1 teacher-forced steps plus T-1 generation steps; rows only for live prefixes."""
+    b, t, n = 4, 6, 5
+    policy = CountingPolicy(vocab_size=9, seq_len=t)
+    calls: list[int] = []
+
+    def score(y: Tensor) -> Tensor:
+        calls.append(len(y))
+        return torch.zeros(len(y))
+
+    monte_carlo_q(policy, score, torch.randint(0, 9, (b, t)), n_rollouts=n)
+    assert policy.calls == 2 * (t - 1)
+    assert policy.rows_stepped == b * (t - 1) + n * b * sum(range(1, t))
+    assert calls == [n * b * (t - 1) + b]
+
+
+def test_matches_exact_expectation_by_enumeration() -> None:
+    """Q_t is the expected score of completions: check against all 3^4 sequences."""
+    torch.manual_seed(0)
+    oracle = OracleLSTM.random(seed=3, vocab_size=3, emb_dim=4, hidden_dim=4, seq_len=4)
+    weights = torch.tensor([1.0, -2.0, 0.5])
+    score = lambda y: weights[y].cumsum(1).pow(2).sum(1) / 10  # noqa: E731  non-additive score
+    all_seqs = torch.tensor(list(itertools.product(range(3), repeat=4)))
+    p = oracle.log_prob(all_seqs).sum(1).exp()
+    s = score(all_seqs)
+    tokens = torch.tensor([[0, 1, 2, 1], [2, 2, 0, 0]])
+    q = monte_carlo_q(
+        oracle, score, tokens, n_rollouts=4000, generator=torch.Generator().manual_seed(1)
+    )
+    for b in range(2):
+        for t in range(4):
+            match = (all_seqs[:, : t + 1] == tokens[b, : t + 1]).all(1)
+            exact = float((p[match] * s[match]).sum() / p[match].sum())
+            assert abs(float(q[b, t]) - exact) < 0.03, (b, t, float(q[b, t]), exact)
+
+
+def test_chunking_and_generator_reproducibility() -> None:
+    oracle = OracleLSTM.random(seed=0, vocab_size=20, emb_dim=8, hidden_dim=8, seq_len=6)
+    tokens = oracle.sample(10, generator=torch.Generator().manual_seed(0))
+    score = lambda y: (y == 3).float().mean(1)  # noqa: E731
+    a = monte_carlo_q(oracle, score, tokens, 4, generator=torch.Generator().manual_seed(7))
+    b = monte_carlo_q(oracle, score, tokens, 4, generator=torch.Generator().manual_seed(7))
+    torch.testing.assert_close(a, b)
+    chunked = monte_carlo_q(
+        oracle, score, tokens, 4, generator=torch.Generator().manual_seed(7), max_rows=40
+    )
+    assert chunked.shape == (10, 6)
+    torch.testing.assert_close(chunked[:, -1], score(tokens))
+    # a different generator draws different completions
+    c = monte_carlo_q(oracle, score, tokens, 4, generator=torch.Generator().manual_seed(8))
+    assert not torch.equal(a[:, :-1], c[:, :-1])
+
+
+def test_length_one_and_bad_input() -> None:
+    policy = CountingPolicy(5, 1)
+    q = monte_carlo_q(policy, lambda y: y.float()[:, 0], torch.tensor([[4], [1]]), 3)
+    torch.testing.assert_close(q, torch.tensor([[4.0], [1.0]]))
+    with pytest.raises(ValueError, match="n_rollouts"):
+        monte_carlo_q(policy, lambda y: y.float()[:, 0], torch.tensor([[4]]), 0)
+    with pytest.raises(ValueError, match="LongTensor"):
+        monte_carlo_q(policy, lambda y: y[:, 0], torch.tensor([[4.0]]), 1)
+    with pytest.raises(ValueError, match="outside the rollout policy's vocabulary"):
+        monte_carlo_q(policy, lambda y: y.float()[:, 0], torch.tensor([[5]]), 1)
+    with pytest.raises(ValueError, match="score_fn must return shape"):
+        monte_carlo_q(CountingPolicy(5, 3), lambda y: torch.zeros(1), torch.tensor([[1, 2, 3]]), 2)

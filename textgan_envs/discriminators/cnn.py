@@ -1,0 +1,105 @@
+"""SeqGAN's CNN discriminator with its published defaults.
+
+Embedding (64) -> one 1-D convolution per filter width (1..10, 15, 20) with ReLU
+and max-over-time pooling -> one highway layer -> dropout (keep 0.75) -> output.
+SeqGAN's two-class softmax output is reparametrised as a single logit
+(``logit = s_real - s_fake``, the same family of functions), with the same L2
+penalty (0.2 * ||W||^2 / 2 on the output layer) exposed as :meth:`regularization`.
+Sequences shorter than the widest filter are zero-padded in embedding space,
+so padding never collides with a real token id (id 0 is an ordinary oracle token).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from textgan_envs.device import resolve_device
+
+SEQGAN_FILTER_SIZES: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 20)
+SEQGAN_NUM_FILTERS: tuple[int, ...] = (100, 200, 200, 200, 200, 100, 100, 100, 100, 100, 160, 160)
+
+
+class Highway(nn.Module):
+    """``y = t * relu(W x) + (1 - t) * x`` with gate ``t = sigmoid(W_t x + bias)`` (bias 0 in SeqGAN)."""
+
+    def __init__(self, size: int, gate_bias: float = 0.0) -> None:
+        super().__init__()
+        self.transform = nn.Linear(size, size)
+        self.gate = nn.Linear(size, size)
+        nn.init.constant_(self.gate.bias, gate_bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        t = torch.sigmoid(self.gate(x))
+        return t * F.relu(self.transform(x)) + (1.0 - t) * x
+
+
+class CNNDiscriminator(nn.Module):
+    """SeqGAN's CNN: ``forward(tokens LongTensor[B, T]) -> logits [B]`` (``D = sigmoid``)."""
+
+    #: Adam learning rate and output-layer L2 weight used by SeqGAN.
+    default_lr: float = 1e-4
+    l2_reg_lambda: float = 0.2
+
+    def __init__(
+        self,
+        vocab_size: int,
+        seq_len: int,
+        emb_dim: int = 64,
+        filter_sizes: tuple[int, ...] = SEQGAN_FILTER_SIZES,
+        num_filters: tuple[int, ...] = SEQGAN_NUM_FILTERS,
+        dropout_keep: float = 0.75,
+        l2_reg_lambda: float = 0.2,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        super().__init__()
+        if vocab_size < 1 or seq_len < 1 or emb_dim < 1:
+            raise ValueError(
+                f"vocab_size, seq_len and emb_dim must be >= 1, got {vocab_size}, {seq_len}, {emb_dim}"
+            )
+        if len(filter_sizes) != len(num_filters) or not filter_sizes:
+            raise ValueError(
+                f"filter_sizes {filter_sizes} and num_filters {num_filters} must be non-empty "
+                "and of equal length"
+            )
+        if not 0.0 < dropout_keep <= 1.0:
+            raise ValueError(f"dropout_keep must be in (0, 1], got {dropout_keep}")
+        self.vocab_size = int(vocab_size)
+        self.seq_len = int(seq_len)
+        self.filter_sizes = tuple(int(w) for w in filter_sizes)
+        self.l2_reg_lambda = float(l2_reg_lambda)
+        self.embedding = nn.Embedding(vocab_size, emb_dim)
+        nn.init.uniform_(self.embedding.weight, -1.0, 1.0)
+        self.convs = nn.ModuleList(
+            nn.Conv1d(emb_dim, n, kernel_size=w)
+            for w, n in zip(self.filter_sizes, num_filters, strict=True)
+        )
+        for conv in self.convs:
+            nn.init.trunc_normal_(conv.weight, std=0.1, a=-0.2, b=0.2)
+            nn.init.constant_(conv.bias, 0.1)
+        total = int(sum(num_filters))
+        self.highway = Highway(total, gate_bias=0.0)
+        self.dropout = nn.Dropout(1.0 - dropout_keep)
+        self.output = nn.Linear(total, 1)
+        nn.init.trunc_normal_(self.output.weight, std=0.1, a=-0.2, b=0.2)
+        nn.init.constant_(self.output.bias, 0.1)
+        self.to(resolve_device(device))
+
+    @property
+    def device(self) -> torch.device:
+        return self.embedding.weight.device
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        x = self.embedding(tokens).transpose(1, 2)  # [B, E, T]
+        widest = max(self.filter_sizes)
+        if x.shape[2] < widest:
+            x = F.pad(x, (0, widest - x.shape[2]))
+        pooled = [F.relu(conv(x)).amax(dim=2) for conv in self.convs]
+        h = self.highway(torch.cat(pooled, dim=1))
+        return self.output(self.dropout(h)).squeeze(1)
+
+    def regularization(self) -> Tensor:
+        """SeqGAN's ``l2_reg_lambda * (l2_loss(W) + l2_loss(b))`` on the output layer."""
+        w, b = self.output.weight, self.output.bias
+        return self.l2_reg_lambda * 0.5 * (w.pow(2).sum() + b.pow(2).sum())

@@ -1,0 +1,142 @@
+"""SeqGAN's Monte-Carlo search as one batched computation.
+
+For a sequence ``y_1..y_T`` the action value of the prefix ``y_1..y_t`` is
+``Q_t = mean_n score(complete_n(y_1..y_t))`` with ``N`` completions drawn from a
+rollout policy, and ``Q_T = score(y)``. :func:`monte_carlo_q` computes all
+``B x (T-1) x N`` completions of a batch at once:
+
+1. one teacher-forced pass of the rollout policy over the batch caches the
+   recurrent state after every prefix (the :class:`RecurrentSequenceModel` protocol);
+2. the rows are laid out by prefix length, so at absolute position ``p`` exactly
+   the rows whose prefix is at most ``p`` long are still generating and they
+   form a contiguous leading slice of the buffers: every step advances all
+   active (prefix, rollout) pairs with one ``step`` call on a slice whose size
+   is a Python integer (no host sync in the time loop), and shorter prefixes
+   cost no wasted work;
+3. one call of ``score_fn`` scores every completion and the sequences themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from textgan_envs.sampling import sample_categorical
+from textgan_envs.sequence_model import RecurrentSequenceModel
+
+ScoreFn = Callable[[Tensor], Tensor]
+
+# Bound on rows x vocabulary of the logits alive at once (~256 MB of float32).
+_MAX_LOGIT_ELEMENTS = 1 << 26
+
+
+def _check_inputs(policy: RecurrentSequenceModel, tokens: Tensor, n_rollouts: int) -> None:
+    for attr in ("vocab_size", "start_token", "initial_state", "step"):
+        if not hasattr(policy, attr):
+            raise TypeError(
+                f"rollout policy {type(policy).__name__} lacks {attr!r} (RecurrentSequenceModel)"
+            )
+    if not isinstance(tokens, Tensor) or tokens.dim() != 2 or tokens.dtype != torch.long:
+        desc = (
+            f"{tokens.dtype} {tuple(tokens.shape)}"
+            if isinstance(tokens, Tensor)
+            else type(tokens).__name__
+        )
+        raise ValueError(f"tokens must be a LongTensor [B, T], got {desc}")
+    if int(n_rollouts) != n_rollouts or n_rollouts < 1:
+        raise ValueError(f"n_rollouts must be a positive integer, got {n_rollouts!r}")
+
+
+@torch.no_grad()
+def _q_chunk(
+    policy: RecurrentSequenceModel,
+    score_fn: ScoreFn,
+    tokens: Tensor,
+    n_rollouts: int,
+    generator: torch.Generator | None,
+) -> Tensor:
+    batch, length = tokens.shape
+    n = int(n_rollouts)
+    n_prefix = length - 1  # prefixes of length 1..T-1 get rolled out
+    group = n * batch  # rows per prefix length
+    rows = n_prefix * group
+
+    # 1. teacher-forced pass: state after reading y_1..y_{t-1} for t = 1..T-1, stored
+    #    directly into per-row buffers laid out as [prefix length t][rollout n][batch b].
+    state = policy.initial_state(batch)
+    prev = torch.full((batch,), int(policy.start_token), dtype=torch.long, device=tokens.device)
+    buffers = None
+    for t in range(1, length):
+        _, state = policy.step(prev, state)  # the state that produced p(y_t | y_<t)
+        if buffers is None:
+            buffers = tuple(s.new_empty((rows, *s.shape[1:])) for s in state)
+        lo = (t - 1) * group
+        for buf, s in zip(buffers, state, strict=True):
+            buf[lo : lo + group] = s.unsqueeze(0).expand(n, *s.shape).reshape(group, *s.shape[1:])
+        prev = tokens[:, t - 1]
+
+    # Completions start as copies of the full sequence; positions >= t are overwritten.
+    completions = tokens.repeat(n * n_prefix, 1)  # [rows, T], row r has batch index r % B
+    # The input for the first generated token of prefix length t is y_t.
+    prev_rows = tokens[:, :n_prefix].T.repeat_interleave(n, dim=0).reshape(rows)
+
+    # 2. generate position p (0-based) for every row whose prefix length t <= p.
+    for p in range(1, length):
+        active = p * group
+        state_in = tuple(buf[:active] for buf in buffers)
+        logits, state_out = policy.step(prev_rows[:active], state_in)
+        new = sample_categorical(logits, generator=generator)
+        completions[:active, p] = new
+        prev_rows[:active] = new
+        for buf, s in zip(buffers, state_out, strict=True):
+            buf[:active] = s
+
+    # 3. score completions and the sequences themselves in one call.
+    scores = torch.as_tensor(score_fn(torch.cat([completions, tokens]))).float()
+    if scores.shape != (rows + batch,):
+        raise ValueError(f"score_fn must return shape [{rows + batch}], got {tuple(scores.shape)}")
+    q = scores[:rows].view(n_prefix, n, batch).mean(dim=1).T  # [B, T-1]
+    return torch.cat([q, scores[rows:].unsqueeze(1)], dim=1)
+
+
+def monte_carlo_q(
+    rollout_policy: RecurrentSequenceModel,
+    score_fn: ScoreFn,
+    tokens: Tensor,
+    n_rollouts: int,
+    generator: torch.Generator | None = None,
+    max_rows: int | None = None,
+) -> Tensor:
+    """SeqGAN's Monte-Carlo action values ``Q`` ``[B, T]`` of ``tokens`` ``LongTensor[B, T]``.
+
+    Column ``t`` (0-based) is the mean score of ``n_rollouts`` completions (drawn
+    from ``rollout_policy``) of the prefix ``tokens[:, :t+1]``; the last column
+    is ``score_fn(tokens)``. ``score_fn`` maps ``LongTensor[K, T]`` to scores
+    ``[K]`` (e.g. ``lambda y: torch.sigmoid(D(y))``). Runs under ``no_grad``.
+
+    ``max_rows`` bounds the completion rows alive at once (default: about
+    256 MB of logits); larger batches are split over the batch dimension, each
+    chunk still one batched computation. ``generator`` lives on the policy's device.
+    """
+    _check_inputs(rollout_policy, tokens, n_rollouts)
+    batch, length = tokens.shape
+    device = torch.device(rollout_policy.device)
+    tokens = tokens.to(device)
+    if batch == 0 or length == 0:
+        return torch.zeros((batch, length), device=device)
+    if tokens.min() < 0 or tokens.max() >= rollout_policy.vocab_size:
+        raise ValueError(
+            f"tokens span [{int(tokens.min())}, {int(tokens.max())}], outside the rollout "
+            f"policy's vocabulary [0, {rollout_policy.vocab_size})"
+        )
+    per_sequence = max(1, (length - 1) * int(n_rollouts))
+    if max_rows is None:
+        max_rows = max(1, _MAX_LOGIT_ELEMENTS // max(1, int(rollout_policy.vocab_size)))
+    chunk = max(1, int(max_rows) // per_sequence)
+    parts = [
+        _q_chunk(rollout_policy, score_fn, tokens[i : i + chunk], n_rollouts, generator)
+        for i in range(0, batch, chunk)
+    ]
+    return torch.cat(parts) if len(parts) > 1 else parts[0]
