@@ -9,7 +9,7 @@ Rules:
 
 * unknown keys are rejected (with the closest valid names suggested);
 * values must match the annotation: ``int`` (not ``bool``), ``float`` (an ``int`` is widened),
-  ``bool``, ``str``, ``Literal[...]`` (one of the listed values), ``X | None``, ``tuple[X, ...]``;
+  ``bool``, ``str``, ``Literal[...]`` (one of the listed values), ``X | None``, ``tuple[X, ...]``, ``dict`` (a JSON object);
 * every ``int`` field must be ``>= 0`` (counts, sizes, seeds); a field may ask for more with
   ``metadata={"min": 1}`` or allow negatives with ``metadata={"min": None}``;
 * float fields honour ``metadata={"min": a, "max": b}`` (inclusive);
@@ -88,6 +88,10 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         return tuple(items) if origin is tuple else items
     if tp is Any:
         return value
+    if tp is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key!r}: expected a JSON object, got {value!r}")
+        return dict(value)
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"config key {key!r}: expected true/false, got {value!r}")
@@ -116,8 +120,8 @@ def _check_range(field: dataclasses.Field, value: Any, tp: Any) -> None:
     if isinstance(value, int) and (tp is int or int in get_args(tp)):
         low = meta.get("min", 0)
         if low is not None and value < low:
-            what = "a negative count" if low == 0 else f"below its minimum {low}"
-            raise ConfigError(f"config key {field.name!r}: {value} is {what}")
+            what = "a negative count" if value < 0 <= low else "below its minimum"
+            raise ConfigError(f"config key {field.name!r}: {value} is {what} (must be >= {low})")
     if isinstance(value, (int, float)):
         low, high = meta.get("min"), meta.get("max")
         if low is not None and value < low:

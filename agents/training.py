@@ -283,8 +283,8 @@ class CommonConfig:
     """Adam learning rate of MLE pre-training."""
     disc: Literal["cnn", "lstm"] = "cnn"
     """Discriminator architecture: SeqGAN's CNN or a small LSTM."""
-    disc_kwargs: str = "{}"
-    """JSON object of extra discriminator constructor arguments (e.g. a tiny CNN for tests)."""
+    disc_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra discriminator constructor arguments (e.g. ``{"emb_dim": 8}`` for a tiny test CNN)."""
     d_lr: float | None = None
     """Discriminator Adam learning rate; ``None`` uses the architecture's default (CNN: 1e-4)."""
     d_pretrain_steps: int = 50
@@ -327,12 +327,6 @@ class CommonConfig:
             )
         if self.env_id == "textgan/Corpus-v0" and not self.corpus_path:
             raise ValueError("config key 'corpus_path' must name a text file for textgan/Corpus-v0")
-        try:
-            kwargs = json.loads(self.disc_kwargs)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"config key 'disc_kwargs' is not valid JSON: {exc}") from exc
-        if not isinstance(kwargs, dict):
-            raise ValueError("config key 'disc_kwargs' must be a JSON object")
 
 
 ENV_IDS = ("textgan/Oracle-v0", "textgan/Corpus-v0")
@@ -408,7 +402,7 @@ def build_setup(cfg: CommonConfig, run_dir: Path, resume: bool) -> Setup:
         cfg.seq_len,
         seed=cfg.seed + 3,
         device=device,
-        **json.loads(cfg.disc_kwargs),
+        **cfg.disc_kwargs,
     )
     d_opt = make_discriminator_optimizer(disc, cfg.d_lr)
     setup = Setup(device, policy, disc, d_opt, real, valid, oracle, vocab)

@@ -1,0 +1,126 @@
+"""``textgan train``: run one agent on one data source into a run directory.
+
+    textgan train --agent {mle,reinforce,bgan,actor_critic,maskgan} --env textgan/Oracle-v0 \\
+        [--config cfg.json] [--set key=value ...] --out runs/NAME [--resume]
+
+Config precedence: the agent's dataclass defaults < ``--config`` JSON < ``--env``/``--out`` <
+``--set`` (left to right). The whole config is checked (unknown key, wrong type, negative count,
+cross-field rules) before anything is built or written; errors name the key and exit with 2.
+Also runnable as ``python -m agents.train``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import sys
+from dataclasses import dataclass
+
+from agents import training as tr
+from agents.checkpoint import CheckpointError
+from agents.config import ConfigError, load_config
+
+# agent name -> (module, config class); each module exposes ``train(cfg, resume=False)``.
+AGENTS: dict[str, tuple[str, str]] = {
+    "mle": ("agents.train", "MLEAgentConfig"),
+    "reinforce": ("agents.reinforce", "ReinforceConfig"),
+    "bgan": ("agents.bgan", "BGANConfig"),
+    "actor_critic": ("agents.actor_critic", "ActorCriticConfig"),
+    "maskgan": ("agents.maskgan", "MaskGANConfig"),
+}
+
+
+@dataclass
+class MLEAgentConfig(tr.CommonConfig):
+    """MLE only: pre-train the generator, save it as a run (no adversarial steps)."""
+
+    d_pretrain_steps: int = 0
+    """Discriminator pre-training rounds (none needed for an MLE-only run)."""
+    total_steps: int = 0
+    """Unused by the MLE agent (kept 0)."""
+
+
+def train_mle_agent(cfg: MLEAgentConfig, resume: bool = False) -> dict[str, float]:
+    """MLE-pretrain the generator (resumable per epoch), then save a step-0 run checkpoint."""
+    run_dir = tr.prepare_run_dir(cfg.out_dir, cfg, "mle", resume)
+    tr.seed_everything(cfg.seed)
+    setup = tr.build_setup(cfg, run_dir, resume)
+    modules = {"policy": setup.policy, "discriminator": setup.discriminator}
+    state, resumed = tr.resume_or_start(
+        run_dir, resume, modules, {"discriminator": setup.d_optimizer}, {}, "mle", setup.device
+    )
+    metrics = tr.evaluate(setup, cfg, 0)
+    logger = tr.open_logger(run_dir, state, resumed, cfg.tensorboard)
+    logger.log(0, metrics)
+    logger.close()
+    return metrics
+
+
+def resolve_agent(name: str):
+    """``(config_class, train_fn)`` of agent ``name``; ``ValueError`` if unknown or not installed."""
+    if name not in AGENTS:
+        raise ValueError(f"unknown agent {name!r}; choose one of {', '.join(AGENTS)}")
+    module_name, config_name = AGENTS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise ValueError(f"agent {name!r} is not available ({exc})") from exc
+    train_fn = train_mle_agent if name == "mle" else module.train
+    return getattr(module, config_name), train_fn
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="textgan train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--agent", required=True, choices=list(AGENTS))
+    parser.add_argument("--env", default=None, help="data source id, e.g. textgan/Oracle-v0")
+    parser.add_argument("--config", default=None, help="JSON file of config values")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config value (repeatable; JSON-parsed when possible)",
+    )
+    parser.add_argument("--out", default=None, help="run directory (config key out_dir)")
+    parser.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+    parser.add_argument(
+        "--print-config", action="store_true", help="print the resolved config and exit"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        config_cls, train_fn = resolve_agent(args.agent)
+        names = {f.name for f in dataclasses.fields(config_cls)}
+        extra = {}
+        for key, value in (("env_id", args.env), ("out_dir", args.out)):
+            if value is not None:
+                if key not in names:
+                    raise ConfigError(f"agent {args.agent!r} has no config key {key!r}")
+                extra[key] = value
+        cfg = load_config(config_cls, args.config, args.overrides, extra)
+    except (ConfigError, ValueError) as exc:
+        print(f"textgan train: error: {exc}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        import json
+
+        print(json.dumps(dataclasses.asdict(cfg), indent=2, sort_keys=True))
+        return 0
+    try:
+        metrics = train_fn(cfg, resume=args.resume)
+    except (tr.RunDirError, CheckpointError, tr.NonFiniteError) as exc:
+        print(f"textgan train: error: {exc}", file=sys.stderr)
+        return 1
+    if metrics:
+        summary = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float))
+        print(f"done: {summary}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
