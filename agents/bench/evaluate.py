@@ -12,8 +12,9 @@ All metrics work on any :class:`~textgan_envs.sequence_model.RecurrentSequenceMo
 
 from __future__ import annotations
 
+import inspect
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,12 +89,19 @@ class EvalData:
     """Token ids that end a sentence for BLEU (EOS, PAD); empty for fixed-length oracle data."""
     pad_id: int | None = None
     """Positions equal to this id are left out of NLL-test."""
+    decode: Callable[[list[int]], tuple[Any, ...]] | None = None
+    """Token-id row -> BLEU sentence (e.g. words cut at EOS); default: ids cut at ``end_ids``."""
+    references: list[tuple[Any, ...]] | None = None
+    """BLEU references (e.g. the test file's words); default: ``test_tokens`` as sentences."""
     _scorers: dict[tuple[int, int | None], BleuScorer] = field(default_factory=dict, repr=False)
 
-    def sentences(self, tokens: Tensor) -> list[tuple[int, ...]]:
-        """Token rows as BLEU sentences: cut at the first end id."""
+    def sentences(self, tokens: Tensor) -> list[tuple[Any, ...]]:
+        """Token rows as BLEU sentences."""
         out = []
         for row in tokens.tolist():
+            if self.decode is not None:
+                out.append(self.decode(row))
+                continue
             for i, tok in enumerate(row):
                 if tok in self.end_ids:
                     row = row[:i]
@@ -105,8 +113,10 @@ class EvalData:
         """BLEU scorer against the references, built once per order and reused."""
         key = (max_n, n_refs)
         if key not in self._scorers:
-            refs = self.test_tokens if n_refs is None else self.test_tokens[:n_refs]
-            self._scorers[key] = BleuScorer(self.sentences(refs), max_n=max_n)
+            refs = self.references
+            if refs is None:
+                refs = self.sentences(self.test_tokens)
+            self._scorers[key] = BleuScorer(refs if n_refs is None else refs[:n_refs], max_n=max_n)
         return self._scorers[key]
 
 
@@ -123,6 +133,9 @@ class _Tempered:
 
     @torch.no_grad()
     def log_prob(self, tokens: Tensor) -> Tensor:
+        native = getattr(self.model, "log_prob", None)
+        if native is not None and "temperature" in inspect.signature(native).parameters:
+            return native(tokens, temperature=self.temperature)  # whole-sequence fast path
         return sequence_log_probs(self.model, tokens, temperature=self.temperature)
 
 

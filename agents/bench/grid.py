@@ -141,12 +141,24 @@ def _run_cell(runner: CellRunner, cell: Cell, budget: int, out_dir: Path) -> lis
 
 
 class _InlineExecutor(Executor):
-    """Runs each submitted call immediately in this process (``workers == 1``)."""
+    """Runs submitted calls one at a time in this process (``workers == 1``), lazily.
+
+    A call runs when :meth:`run_next` is asked for it, so the progress bar moves between
+    units instead of everything running inside ``submit``.
+    """
+
+    def __init__(self) -> None:
+        self._queue: list[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]] = []
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         future: Future[Any] = Future()
+        self._queue.append((future, fn, args))
+        return future
+
+    def run_next(self) -> Future[Any]:
+        future, fn, args = self._queue.pop(0)
         try:
-            future.set_result(fn(*args, **kwargs))
+            future.set_result(fn(*args))
         except Exception as exc:  # handed to the caller; Ctrl-C still stops the grid
             future.set_exception(exc)
         return future
@@ -269,7 +281,10 @@ def run_grid(
         for seed in ready:
             submit_cells(seed)
         while pending:
-            finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            if isinstance(executor, _InlineExecutor):
+                finished = {executor.run_next()}
+            else:
+                finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
             for fut in finished:
                 kind, what = pending.pop(fut)
                 label = f"pretrain seed {what}" if kind == "pretrain" else what.name

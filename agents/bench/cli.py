@@ -1,0 +1,269 @@
+"""`textgan bench`: compare agents over seeds from one pretrained generator per seed.
+
+    textgan bench --preset quick --out results/quick
+    textgan bench --preset paper --oracle ../shared/data/seqgan_oracle_params.npz --out results/paper
+    textgan bench --env textgan/Corpus-v0 --corpus image_coco.txt --test-data test_coco.txt ...
+
+Rerunning the same command on the same ``--out`` resumes: finished (agent, seed) cells and
+pretrained generators are kept, an interrupted cell continues from its last segment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from agents.bench.presets import ENVS, PRESETS, BenchConfig, preset
+
+ORACLE_METRICS = [
+    "nll_oracle",
+    "nll_test",
+    "bleu2",
+    "bleu3",
+    "bleu4",
+    "bleu5",
+    "self_bleu2",
+    "self_bleu3",
+    "self_bleu4",
+    "self_bleu5",
+    "unique2",
+    "unique3",
+    "unique4",
+    "d_accuracy",
+]
+CORPUS_METRICS = [m for m in ORACLE_METRICS if m != "nll_oracle"]
+
+
+class BenchArgumentError(ValueError):
+    """A bad command line or an output directory holding a different bench."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="textgan bench",
+        description="Benchmark policy-gradient variants against MLE over seeds "
+        "(IQM and 95%% stratified-bootstrap CIs, quality-diversity temperature sweep).",
+    )
+    p.add_argument("--out", required=True, help="output directory (resumed if it exists)")
+    p.add_argument("--preset", default="quick", help=f"one of {', '.join(PRESETS)} (default quick)")
+    p.add_argument("--env", default="textgan/Oracle-v0", help=f"one of {', '.join(ENVS)}")
+    p.add_argument(
+        "--agents", help="comma-separated variants (default: the preset's); mle is the baseline"
+    )
+    p.add_argument("--seeds", type=int, help="number of seeds (0..N-1)")
+    p.add_argument("--budget", type=int, help="generator updates per variant after pretraining")
+    p.add_argument("--checkpoints", type=int, help="evaluations during training (besides step 0)")
+    p.add_argument(
+        "--oracle", help="oracle parameters .npz (default: the preset's seeded random oracle)"
+    )
+    p.add_argument("--corpus", help="training text file (textgan/Corpus-v0)")
+    p.add_argument(
+        "--test-data", help="held-out text file for NLL-test and BLEU (textgan/Corpus-v0)"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a shared agent config field, e.g. --set mle_epochs=60",
+    )
+    p.add_argument(
+        "--agent-set",
+        action="append",
+        default=[],
+        metavar="AGENT.KEY=VALUE",
+        help="override one agent's field, e.g. --agent-set reinforce.n_rollouts=16",
+    )
+    p.add_argument(
+        "--eval-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override an evaluation setting, e.g. --eval-set n_samples=10000",
+    )
+    p.add_argument("--note", action="append", default=[], help="extra line for summary.md")
+    p.add_argument("--workers", type=int, help="parallel processes (default: min(cores, seeds))")
+    p.add_argument("--launcher", default="process", help="process (default) or ray")
+    p.add_argument("--device", default=None, help="cpu, cuda or auto (default cpu)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _pairs(items: list[str], flag: str) -> list[tuple[str, object]]:
+    from agents.config import ConfigError, parse_override
+
+    out = []
+    for item in items:
+        try:
+            out.append(parse_override(item))
+        except ConfigError as exc:
+            raise BenchArgumentError(f"{flag} {item!r}: {exc}") from exc
+    return out
+
+
+def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    """The bench config: the preset, then the command-line overrides, validated."""
+    if args.env not in ENVS:
+        raise BenchArgumentError(f"unknown env {args.env!r}; choose one of {', '.join(ENVS)}")
+    if args.preset not in PRESETS:
+        raise BenchArgumentError(
+            f"unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)}"
+        )
+    cfg = preset(args.preset, args.env).to_dict()
+    if args.agents is not None:
+        cfg["agents"] = [a.strip() for a in args.agents.split(",") if a.strip()]
+    for key, flag in (("seeds", "seeds"), ("budget", "budget"), ("n_checkpoints", "checkpoints")):
+        value = getattr(args, flag)
+        if value is not None:
+            if value < 1:
+                raise BenchArgumentError(f"--{flag} must be >= 1, got {value}")
+            cfg[key] = value
+    if args.oracle:
+        if args.env != "textgan/Oracle-v0":
+            raise BenchArgumentError("--oracle only applies to textgan/Oracle-v0")
+        path = Path(args.oracle)
+        if not path.is_file():
+            raise BenchArgumentError(f"--oracle {path} does not exist")
+        cfg["common"]["oracle_path"] = str(path.resolve())
+        cfg["common"].pop("vocab_size", None)  # taken from the file
+    if args.env == "textgan/Corpus-v0":
+        if not args.corpus:
+            raise BenchArgumentError("textgan/Corpus-v0 needs --corpus FILE")
+        for flag in ("corpus", "test_data"):
+            value = getattr(args, flag)
+            if value and not Path(value).is_file():
+                raise BenchArgumentError(f"--{flag.replace('_', '-')} {value} does not exist")
+        cfg["common"]["corpus_path"] = str(Path(args.corpus).resolve())
+        if args.test_data:
+            cfg["test_path"] = str(Path(args.test_data).resolve())
+    elif args.corpus or args.test_data:
+        raise BenchArgumentError("--corpus/--test-data only apply to textgan/Corpus-v0")
+    for key, value in _pairs(args.set, "--set"):
+        cfg["common"][key] = value
+    for key, value in _pairs(args.agent_set, "--agent-set"):
+        agent, _, field = key.partition(".")
+        if not field:
+            raise BenchArgumentError(f"--agent-set needs AGENT.KEY=VALUE, got {key!r}")
+        cfg["agent_overrides"].setdefault(agent, {})[field] = value
+    for key, value in _pairs(args.eval_set, "--eval-set"):
+        cfg["eval"][key] = value
+    if args.device is not None:
+        cfg["device"] = args.device
+    cfg["notes"] = list(cfg["notes"]) + list(args.note)
+    cfg["agent_overrides"] = {a: v for a, v in cfg["agent_overrides"].items() if a in cfg["agents"]}
+    try:
+        bench = BenchConfig.from_dict(cfg)
+    except (TypeError, ValueError) as exc:
+        raise BenchArgumentError(str(exc)) from exc
+    _check_runnable(bench)
+    return bench
+
+
+def _check_runnable(bench: BenchConfig) -> None:
+    """Unknown agents, unavailable agents and bad agent fields fail before any work."""
+    from agents.bench.runners import KNOWN_AGENTS, _common_config, agent_config, check_agents
+
+    unknown = [a for a in bench.agents if a not in KNOWN_AGENTS]
+    if unknown:
+        raise BenchArgumentError(
+            f"unknown agent(s) {', '.join(unknown)}; known agents: {', '.join(KNOWN_AGENTS)}"
+        )
+    try:
+        check_agents(bench.agents)
+        common = _common_config(bench, 0, Path("."))
+        if common.mle_epochs < 1:
+            raise ValueError(
+                "mle_epochs must be >= 1: every variant starts from an MLE-pretrained generator"
+            )
+        for agent in bench.agents:
+            if agent != "mle":
+                agent_config(bench, agent, 0, Path("."), bench.budget)
+    except ValueError as exc:
+        raise BenchArgumentError(str(exc)) from exc
+
+
+def check_out_dir(out: Path, bench: BenchConfig) -> None:
+    """A resumed bench must have the same identity (agents and seeds may be added)."""
+    path = out / "config.json"
+    if not path.exists():
+        return
+    saved = BenchConfig.from_dict(json.loads(path.read_text())).identity()
+    now = bench.identity()
+    diffs = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    if diffs:
+        details = "; ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in diffs)
+        raise BenchArgumentError(
+            f"{out} holds a bench with a different configuration ({details}); "
+            "use another --out or the original options to resume it"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        bench = config_from_args(args)
+        out = Path(args.out)
+        check_out_dir(out, bench)
+        from agents.bench.grid import check_launcher
+
+        check_launcher(args.launcher)
+        workers = args.workers or max(1, min(os.cpu_count() or 1, bench.seeds))
+        if workers < 1:
+            raise BenchArgumentError(f"--workers must be >= 1, got {workers}")
+    except (BenchArgumentError, ValueError) as exc:
+        parser.error(str(exc))
+    return run(bench, out, workers, args.launcher, progress=not args.no_progress)
+
+
+def run(
+    bench: BenchConfig, out: Path, workers: int, launcher: str = "process", progress: bool = True
+) -> int:
+    """Run (or resume) the bench in ``out``, write every output, print the summary table."""
+    from agents.bench.grid import GridError, run_grid
+    from agents.bench.report import write_report
+    from agents.bench.runners import BenchRunner
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(bench.to_dict(), indent=2) + "\n")
+    runner = BenchRunner(bench)
+    seeds = list(range(bench.seeds))
+    status = 0
+    try:
+        pre, cells = run_grid(
+            bench.agents,
+            seeds,
+            runner,
+            runner.pretrain,
+            out,
+            bench.budget,
+            workers=workers,
+            launcher=launcher,
+            progress=progress,
+        )
+    except GridError as exc:
+        print(f"textgan bench: {exc}", file=sys.stderr)
+        from agents.bench.grid import load_finished
+
+        pre, cells = load_finished(out)
+        status = 1
+    pre = [r for r in pre if r["seed"] in seeds]
+    cells = [r for r in cells if r["seed"] in seeds and r["agent"] in bench.agents]
+    oracle = bench.env == "textgan/Oracle-v0"
+    metrics = ORACLE_METRICS if oracle else CORPUS_METRICS
+    curves = (["nll_oracle", "nll_test"] if oracle else ["nll_test"]) + [
+        "bleu4",
+        "self_bleu4",
+        "d_accuracy",
+    ]
+    pairs = ([("nll_oracle", "nll_test")] if oracle else []) + [("bleu4", "self_bleu4")]
+    table = write_report(out, bench.to_dict(), pre, cells, metrics, curves, pairs)
+    print(f"\n{table}\n\nwritten: {out / 'summary.md'}, results.csv, sweep.csv, PNG plots")
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,207 @@
+"""Bench configurations: the ``quick`` and ``paper`` presets and the checked :class:`BenchConfig`.
+
+Why presets: a benchmark is only comparable when every variant gets the same data, the same
+pretrained generator, the same budget and the same evaluation, so all of that lives in one
+config written to ``config.json``; a resumed bench must match it. ``common`` holds fields of
+:class:`agents.training.CommonConfig` (data, generator, discriminator schedule) shared by every
+agent; ``agent_overrides`` holds per-agent extras (e.g. fewer Monte-Carlo rollouts).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from agents.bench.evaluate import EvalSettings
+
+ENVS = ("textgan/Oracle-v0", "textgan/Corpus-v0")
+PRESETS = ("quick", "paper")
+
+# A small CNN (SeqGAN's layout, fewer and narrower filters): the full 1,720-filter CNN dominates
+# CPU time at quick scale without changing what the comparison shows.
+SMALL_CNN = {"emb_dim": 32, "filter_sizes": [2, 3, 4, 5], "num_filters": [32, 32, 32, 32]}
+
+
+@dataclass
+class BenchConfig:
+    """Everything that defines a bench; saved as ``config.json`` in the output directory."""
+
+    env: str = "textgan/Oracle-v0"
+    """Environment id: ``textgan/Oracle-v0`` (synthetic oracle) or ``textgan/Corpus-v0``."""
+    preset: str = "quick"
+    """The preset the config started from."""
+    agents: tuple[str, ...] = ("mle", "reinforce", "bgan", "actor_critic")
+    """Variants to compare; ``mle`` (continued MLE for the same budget) is the baseline."""
+    seeds: int = 3
+    """Seeds 0..seeds-1; each seed has its own data draw, pretrained generator and runs."""
+    budget: int = 40
+    """Generator updates per variant after pretraining (MLE: Adam steps on batches of the same size)."""
+    n_checkpoints: int = 4
+    """Evaluations during training (evenly spaced in generator updates), besides step 0."""
+    pretrain_eval_every: int = 5
+    """Evaluate NLL-oracle / NLL-test of the MLE pretraining every N epochs (SeqGAN: 5)."""
+    common: dict[str, Any] = field(default_factory=dict)
+    """Overrides of :class:`agents.training.CommonConfig` applied to every agent."""
+    agent_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per-agent config overrides, e.g. ``{"reinforce": {"n_rollouts": 4}}``."""
+    eval: dict[str, Any] = field(default_factory=dict)
+    """:class:`agents.bench.evaluate.EvalSettings` fields."""
+    test_path: str | None = None
+    """Corpus env: the held-out test file for NLL-test and BLEU references (else the valid split)."""
+    device: str = "cpu"
+    """Device of every run (``auto`` picks CUDA when present)."""
+    notes: list[str] = field(default_factory=list)
+    """Lines printed at the top of summary.md (e.g. what was shortened)."""
+
+    def __post_init__(self) -> None:
+        self.agents = tuple(self.agents)
+        if self.env not in ENVS:
+            raise ValueError(f"unknown env {self.env!r}; choose one of {', '.join(ENVS)}")
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
+        if not self.agents:
+            raise ValueError("at least one agent is needed")
+        if len(set(self.agents)) != len(self.agents):
+            raise ValueError(f"agents are repeated: {', '.join(self.agents)}")
+        if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
+            raise ValueError(f"seeds must be an integer >= 1, got {self.seeds!r}")
+        if isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < 1:
+            raise ValueError(
+                f"budget must be an integer >= 1 generator update, got {self.budget!r}"
+            )
+        if not 1 <= self.n_checkpoints <= self.budget:
+            raise ValueError(
+                f"n_checkpoints must be in [1, budget={self.budget}], got {self.n_checkpoints}"
+            )
+        unknown = set(self.agent_overrides) - set(self.agents)
+        if unknown:
+            raise ValueError(
+                f"agent_overrides name agents not in the bench: {', '.join(sorted(unknown))}"
+            )
+        self.eval_settings()  # validates
+
+    def eval_settings(self) -> EvalSettings:
+        values = dict(self.eval)
+        for key in ("bleu_orders", "unique_orders", "temperatures"):
+            if key in values:
+                values[key] = tuple(values[key])
+        try:
+            return EvalSettings(**values)
+        except TypeError as exc:
+            raise ValueError(f"bad eval settings {self.eval}: {exc}") from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> BenchConfig:
+        return cls(**values)
+
+    def identity(self) -> dict[str, Any]:
+        """What must match for a resumed bench: everything but the agent list, seed count and notes.
+
+        Adding agents or seeds to a finished bench only runs the new cells.
+        """
+        d = self.to_dict()
+        for key in ("agents", "seeds", "notes", "agent_overrides"):
+            d.pop(key)
+        return d
+
+
+def quick(env: str = "textgan/Oracle-v0") -> BenchConfig:
+    """About 10 minutes on 2 CPU cores: a smaller seeded oracle, short schedules, 3 seeds."""
+    if env == "textgan/Oracle-v0":
+        common = {
+            "vocab_size": 500,
+            "seq_len": 20,
+            "oracle_seed": 0,
+            "n_real": 5000,
+            "n_valid": 1000,
+            "mle_epochs": 30,
+        }
+        notes = [
+            "Preset `quick`: a seeded N(0,1) oracle with V=500 (the paper: V=5,000), T=20, "
+            "hidden 32; 5,000 real sequences; 30 MLE epochs (paper: 120); a small CNN "
+            "discriminator (4 filter sizes x 32 filters; paper: 12 sizes, 1,720 filters) "
+            "pretrained for 5 rounds of 1 epoch on 1,000 negatives (paper: 50 x 3 on 10,000); "
+            "40 generator updates per variant, each followed by 1 D round (paper: 200 x 5 x 3).",
+        ]
+    else:
+        common = {"vocab_size": 5000, "seq_len": 20, "n_valid": 1000, "mle_epochs": 10}
+        notes = [
+            "Preset `quick` on a corpus: 10 MLE epochs, small CNN discriminator, 40 generator "
+            "updates per variant.",
+        ]
+    common.update(
+        {
+            "disc": "cnn",
+            "disc_kwargs": json.dumps(SMALL_CNN),
+            "d_lr": 1e-3,
+            "d_pretrain_steps": 5,
+            "d_steps": 1,
+            "d_epochs": 1,
+            "d_negatives": 1000,
+            "batch_size": 64,
+        }
+    )
+    return BenchConfig(
+        env=env,
+        preset="quick",
+        agents=("mle", "reinforce", "bgan", "actor_critic"),
+        seeds=3,
+        budget=40,
+        n_checkpoints=4,
+        common=common,
+        agent_overrides={"reinforce": {"n_rollouts": 4}},
+        eval={
+            "n_samples": 1000,
+            "n_bleu": 200,
+            "n_refs": 1000,
+            "temperatures": [0.6, 0.8, 1.0, 1.2, 1.5],
+        },
+        notes=notes,
+    )
+
+
+def paper(env: str = "textgan/Oracle-v0") -> BenchConfig:
+    """SeqGAN's schedule: 120 MLE epochs, 50 x 3 D pre-training, 200 rounds of 1 G step + 5 x 3 D."""
+    common = {
+        "vocab_size": 5000,
+        "seq_len": 20,
+        "n_real": 10000,
+        "n_valid": 10000,
+        "mle_epochs": 120,
+        "disc": "cnn",
+        "d_pretrain_steps": 50,
+        "d_steps": 5,
+        "d_epochs": 3,
+        "d_negatives": 10000,
+        "batch_size": 64,
+        "checkpoint_every": 5,
+    }
+    return BenchConfig(
+        env=env,
+        preset="paper",
+        agents=("mle", "reinforce", "bgan", "actor_critic"),
+        seeds=5,
+        budget=200,
+        n_checkpoints=10,
+        common=common,
+        eval={
+            "n_samples": 10000,
+            "n_bleu": 1000,
+            "n_refs": None,
+            "temperatures": [0.5, 0.75, 1.0, 1.25, 1.5],
+        },
+        notes=["Preset `paper`: the SeqGAN synthetic-experiment schedule."],
+    )
+
+
+def preset(name: str, env: str = "textgan/Oracle-v0") -> BenchConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    if env not in ENVS:
+        raise ValueError(f"unknown env {env!r}; choose one of {', '.join(ENVS)}")
+    return {"quick": quick, "paper": paper}[name](env)

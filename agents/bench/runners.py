@@ -1,0 +1,390 @@
+"""The real cell runner and pretrainer behind the grid: MLE and every adversarial agent.
+
+Why it is shaped like this: every adversarial agent's ``train(cfg, resume)`` builds its data
+and generator deterministically from ``cfg.seed`` and MLE-pretrains into ``<run>/mle``
+unless that sub-run's checkpoint is already complete. So the pretrainer runs that same
+set-up once per seed, and each cell drops the cached MLE checkpoint into its own run
+directory before training: every variant of a seed starts from bit-identical weights, and
+the agents' own code decides nothing differently than in a stand-alone run.
+
+Each cell trains in ``n_checkpoints`` segments (``total_steps`` raised and the agent resumed
+from its checkpoint each time), and the generator is evaluated after every segment with the
+full metric set; finished segments are recorded in ``bench_progress.json``, so an interrupted
+cell resumes at its last segment. After training, the temperature sweep runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agents.bench.evaluate import EvalData, evaluate, temperature_sweep
+from agents.bench.presets import BenchConfig
+
+Row = dict[str, Any]
+
+#: agent name -> (module, config class). ``mle`` is built in (continued MLE).
+AGENT_SPECS: dict[str, tuple[str, str]] = {
+    "reinforce": ("agents.reinforce", "ReinforceConfig"),
+    "bgan": ("agents.bgan", "BGANConfig"),
+    "actor_critic": ("agents.actor_critic", "ActorCriticConfig"),
+}
+KNOWN_AGENTS = ("mle", *AGENT_SPECS)
+PROGRESS_FILE = "bench_progress.json"
+
+
+def agent_module(name: str) -> Any:
+    """The agent's module, or a clear error naming what is missing."""
+    if name not in AGENT_SPECS:
+        raise ValueError(f"unknown agent {name!r}; known agents: {', '.join(KNOWN_AGENTS)}")
+    module_name, cls_name = AGENT_SPECS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(
+            f"agent {name!r} is not available in this installation ({module_name}: {exc})"
+        ) from exc
+    if not hasattr(module, cls_name) or not hasattr(module, "train"):
+        raise ValueError(f"agent {name!r}: {module_name} lacks {cls_name} or train()")
+    return module
+
+
+def check_agents(names: tuple[str, ...] | list[str]) -> None:
+    """Reject unknown or unavailable agents before any work starts."""
+    for name in names:
+        if name != "mle":
+            agent_module(name)
+
+
+def _common_config(cfg: BenchConfig, seed: int, out_dir: Path, **extra: Any) -> Any:
+    from agents import training as tr
+    from agents.config import build_config
+
+    values = {
+        **cfg.common,
+        "env_id": cfg.env,
+        "seed": seed,
+        "out_dir": str(out_dir),
+        "device": cfg.device,
+        "progress": False,
+        "tensorboard": False,
+        **extra,
+    }
+    return build_config(tr.CommonConfig, values)
+
+
+def agent_config(cfg: BenchConfig, agent: str, seed: int, out_dir: Path, total_steps: int) -> Any:
+    """The agent's own config: common fields, then its overrides, then the bench's run settings."""
+    from agents.config import build_config
+
+    module = agent_module(agent)
+    cls = getattr(module, AGENT_SPECS[agent][1])
+    values = {
+        **cfg.common,
+        **cfg.agent_overrides.get(agent, {}),
+        "env_id": cfg.env,
+        "seed": seed,
+        "out_dir": str(out_dir),
+        "device": cfg.device,
+        "total_steps": total_steps,
+        "eval_every": 0,
+        "eval_samples": 64,
+        "progress": False,
+        "tensorboard": False,
+    }
+    names = {f.name for f in dataclasses.fields(cls)}
+    return build_config(cls, {k: v for k, v in values.items() if k in names})
+
+
+@dataclass
+class Task:
+    """Data of one seed: training tokens, evaluation data, and the policy's shape."""
+
+    real: torch.Tensor
+    eval_data: EvalData
+    policy_config: dict[str, Any]
+
+
+_TASKS: dict[str, Task] = {}
+
+
+def _fresh_setup(cfg: BenchConfig, seed: int) -> Any:
+    """The agents' set-up of ``seed`` without any training: data, oracle/vocab, initial policy."""
+    from agents import training as tr
+
+    with tempfile.TemporaryDirectory() as tmp:
+        common = _common_config(cfg, seed, Path(tmp), mle_epochs=0, d_pretrain_steps=0)
+        return tr.build_setup(common, Path(tmp), resume=False)
+
+
+def build_task(cfg: BenchConfig, seed: int, setup: Any = None) -> Task:
+    """The seed's data exactly as the agents build it (cached per process)."""
+    key = json.dumps([cfg.identity(), seed], sort_keys=True)
+    if key in _TASKS:
+        return _TASKS[key]
+    setup = _fresh_setup(cfg, seed) if setup is None else setup
+    if setup.vocab is None:
+        data = EvalData(test_tokens=setup.valid.cpu(), oracle=setup.oracle)
+    else:
+        data = _corpus_eval_data(cfg, setup)
+    task = Task(real=setup.real, eval_data=data, policy_config=setup.policy.config())
+    _TASKS[key] = task
+    return task
+
+
+def _corpus_eval_data(cfg: BenchConfig, setup: Any) -> EvalData:
+    """Corpus: NLL-test on the test file (else the valid split); BLEU against its words."""
+    from textgan_envs.corpus import encode_sentences, load_corpus
+
+    vocab = setup.vocab
+    seq_len = setup.real.shape[1]
+    if cfg.test_path:
+        sentences = load_corpus(cfg.test_path, max_len=None).sentences
+        test_tokens = encode_sentences([s[:seq_len] for s in sentences], vocab, seq_len)
+        references = [tuple(s) for s in sentences]
+    else:
+        test_tokens = setup.valid.cpu()
+        references = None
+    end = (vocab.EOS, vocab.PAD)
+
+    def decode(row: list[int]) -> tuple[str, ...]:
+        for i, tok in enumerate(row):
+            if tok in end:
+                row = row[:i]
+                break
+        return tuple(vocab.decode(row, skip_special=True))
+
+    return EvalData(
+        test_tokens=test_tokens, pad_id=vocab.PAD, end_ids=end, decode=decode, references=references
+    )
+
+
+def _load_policy(pretrained: Path, device: str) -> Any:
+    from agents.mle import load_mle_checkpoint
+
+    policy, _ = load_mle_checkpoint(pretrained, device=device)
+    return policy
+
+
+def _eval_seed(seed: int) -> int:
+    """Evaluation samples depend on the seed only: every variant of a seed sees the same draws."""
+    return 1_000_003 * (seed + 1)
+
+
+def _atomic_json(obj: Any, path: Path) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(obj))
+    os.replace(tmp, path)
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def _segments(iterations: int, n_checkpoints: int) -> list[int]:
+    return sorted({math.ceil(k * iterations / n_checkpoints) for k in range(1, n_checkpoints + 1)})
+
+
+@dataclass
+class BenchRunner:
+    """Picklable cell runner + pretrainer for one :class:`BenchConfig`."""
+
+    cfg: BenchConfig
+
+    # ------------------------------------------------------------------ pretraining
+    def pretrain(self, seed: int, path: Path, work_dir: Path) -> list[Row]:
+        """MLE-pretrain seed ``seed`` from the agents' own initial policy and data; cache it.
+
+        Same data, initial weights, optimiser and shuffling as ``build_setup`` would use, so
+        the cached checkpoint is exactly what an agent's own pre-training would produce; only
+        the evaluation cadence is the bench's (every ``pretrain_eval_every`` epochs).
+        """
+        from agents.checkpoint import load_checkpoint
+        from agents.mle import MLEConfig, train_mle
+
+        setup = _fresh_setup(self.cfg, seed)
+        task = build_task(self.cfg, seed, setup)
+        common = _common_config(self.cfg, seed, work_dir)
+        settings = self.cfg.eval_settings()
+        mle_cfg = MLEConfig(
+            epochs=common.mle_epochs,
+            lr=common.mle_lr,
+            seed=seed,
+            eval_every=max(1, self.cfg.pretrain_eval_every),
+            n_eval_samples=settings.n_samples,
+            progress=False,
+        )
+        mle_dir = work_dir / "mle"
+        train_mle(
+            setup.policy,
+            setup.real,
+            mle_cfg,
+            valid_tokens=setup.valid,
+            oracle=setup.oracle,
+            out_dir=mle_dir,
+            resume=True,
+        )
+        mle_ckpt = mle_dir / mle_cfg.checkpoint_name
+        history = load_checkpoint(mle_ckpt, ["history"])["history"]
+        keep = ("nll_oracle", "nll_test", "train_loss")
+        rows: list[Row] = [
+            {
+                "phase": "pretrain",
+                "step": int(h["epoch"]),
+                **{k: float(h[k]) for k in keep if k in h},
+            }
+            for h in history
+        ]
+        policy = _load_policy(mle_ckpt, self.cfg.device)
+        rows[-1].update(evaluate(policy, task.eval_data, settings, 1.0, _eval_seed(seed)))
+        _copy_atomic(mle_ckpt, path)
+        return rows
+
+    # ------------------------------------------------------------------ cells
+    def __call__(
+        self, agent: str, seed: int, budget: int, pretrained: Path, out_dir: Path
+    ) -> list[Row]:
+        out_dir = Path(out_dir)
+        progress_path = out_dir / PROGRESS_FILE
+        progress = json.loads(progress_path.read_text()) if progress_path.exists() else None
+        task = build_task(self.cfg, seed)
+        settings = self.cfg.eval_settings()
+        policy = _load_policy(pretrained, self.cfg.device)
+        if progress is None:
+            row = evaluate(policy, task.eval_data, settings, 1.0, _eval_seed(seed))
+            progress = {
+                "rows": [{"phase": "train", "step": 0, "wall_time": 0.0, **row}],
+                "wall": 0.0,
+            }
+            _atomic_json(progress, progress_path)
+        train = self._train_mle if agent == "mle" else self._train_agent
+        policy = train(
+            agent, seed, budget, pretrained, out_dir, policy, task, progress, progress_path
+        )
+        return progress["rows"] + temperature_sweep(
+            policy, task.eval_data, settings, _eval_seed(seed)
+        )
+
+    def _record(self, policy, seed, step, elapsed, extra, task, progress, progress_path) -> None:
+        row = evaluate(policy, task.eval_data, self.cfg.eval_settings(), 1.0, _eval_seed(seed))
+        progress["wall"] = elapsed
+        progress["rows"].append(
+            {"phase": "train", "step": step, "wall_time": elapsed, **extra, **row}
+        )
+        _atomic_json(progress, progress_path)
+
+    def _train_agent(
+        self, agent, seed, budget, pretrained, out_dir, policy, task, progress, progress_path
+    ):
+        from agents.checkpoint import load_checkpoint
+
+        module = agent_module(agent)
+        g_steps = agent_config(self.cfg, agent, seed, out_dir, 1).g_steps
+        if budget % g_steps:
+            raise ValueError(f"budget {budget} is not a multiple of {agent}'s g_steps={g_steps}")
+        mle_dst = out_dir / "mle" / "mle_checkpoint.pt"
+        if not mle_dst.exists():
+            _copy_atomic(pretrained, mle_dst)
+        done = progress["rows"][-1]["step"] // g_steps
+        for iters in _segments(budget // g_steps, self.cfg.n_checkpoints):
+            if iters <= done:
+                continue
+            start = time.perf_counter()
+            module.train(agent_config(self.cfg, agent, seed, out_dir, iters), resume=True)
+            elapsed = progress["wall"] + time.perf_counter() - start
+            state = load_checkpoint(out_dir / "checkpoint.pt", ["modules", "step"])
+            if int(state["step"]) != iters:
+                raise RuntimeError(f"{agent} stopped at step {state['step']}, expected {iters}")
+            policy.load_state_dict(state["modules"]["policy"])
+            extra = _last_logged(out_dir / "metrics.csv", ("d_accuracy", "reward", "d_loss"))
+            self._record(
+                policy, seed, iters * g_steps, elapsed, extra, task, progress, progress_path
+            )
+        return policy
+
+    def _train_mle(
+        self, agent, seed, budget, pretrained, out_dir, policy, task, progress, progress_path
+    ):
+        """Continued MLE: ``budget`` Adam steps on batches of ``batch_size`` real sequences."""
+        from agents.checkpoint import atomic_save, load_checkpoint
+        from agents.mle import mle_loss
+
+        common = _common_config(self.cfg, seed, out_dir)
+        optimizer = torch.optim.Adam(policy.parameters(), lr=common.mle_lr)
+        optimizer.load_state_dict(load_checkpoint(pretrained, ["optimizer"])["optimizer"])
+        gen = torch.Generator().manual_seed(seed + 20)
+        ckpt = out_dir / "mle_bench_checkpoint.pt"
+        step = 0
+        if ckpt.exists() and progress["rows"][-1]["step"] > 0:
+            state = load_checkpoint(ckpt, ["policy", "optimizer", "gen", "step"])
+            policy.load_state_dict(state["policy"])
+            optimizer.load_state_dict(state["optimizer"])
+            gen.set_state(state["gen"])
+            step = int(state["step"])
+        real = task.real.to(policy.device)
+        clip = 5.0
+        for target in _segments(budget, self.cfg.n_checkpoints):
+            if target <= step:
+                continue
+            start = time.perf_counter()
+            policy.train()
+            losses = []
+            while step < target:
+                idx = torch.randint(real.shape[0], (common.batch_size,), generator=gen)
+                loss = mle_loss(policy, real[idx.to(real.device)])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(policy.parameters(), clip)
+                optimizer.step()
+                losses.append(float(loss.detach()))
+                step += 1
+            elapsed = progress["wall"] + time.perf_counter() - start
+            atomic_save(
+                {
+                    "policy": policy.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "gen": gen.get_state(),
+                    "step": step,
+                },
+                ckpt,
+            )
+            self._record(
+                policy,
+                seed,
+                step,
+                elapsed,
+                {"train_loss": sum(losses) / len(losses)},
+                task,
+                progress,
+                progress_path,
+            )
+        return policy
+
+
+def _last_logged(csv_path: Path, keys: tuple[str, ...]) -> Row:
+    """The latest logged value of each of ``keys`` in an agent's metrics.csv."""
+    import csv
+
+    out: Row = {}
+    if not csv_path.exists():
+        return out
+    with csv_path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            for key in keys:
+                if row.get(key) not in (None, ""):
+                    out[key] = float(row[key])
+    return out
