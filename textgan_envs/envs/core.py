@@ -1,0 +1,233 @@
+"""The one implementation of the text-generation step, batched in torch.
+
+:class:`TextGenerationCore` holds ``B`` partial sequences on one device and
+advances them together; the scalar env runs it with ``B = 1`` and the vector
+env with ``B = num_envs``, so both share every line of step logic.
+
+Observation layout (one ``int64`` vector of length ``T + 1`` per env): the
+tokens written so far, ``V`` (one past the last token id) in the slots not yet
+written, then the position. A single integer ``Box`` is what stable-baselines3
+handles best: its default extractors flatten it without one-hot encoding (a
+``MultiDiscrete`` would become ``V * T`` inputs), it needs no ``Dict`` rollout
+buffers, it works with every SB3 algorithm and with sb3-contrib's MaskablePPO,
+and a token-embedding extractor can read the ids back exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import Tensor, nn
+
+from textgan_envs.device import resolve_device
+from textgan_envs.discriminators import Discriminator, build_discriminator, eval_logits
+from textgan_envs.discriminators.training import discriminator_device
+from textgan_envs.rewards import get_reward_fn
+
+
+@dataclass
+class CoreStep:
+    """What one batched step produced (all tensors on the core's device)."""
+
+    rewards: Tensor
+    """``[B]`` float32 reward: 0 until a row finishes, then the transformed discriminator output."""
+    terminated: Tensor
+    """``[B]`` bool: the row's episode ended at this step."""
+    finished: Tensor | None
+    """Indices ``[k]`` of the rows that ended (``None`` if none did)."""
+    sequences: Tensor | None
+    """``[k, T]`` the finished sequences as the discriminator saw them (PAD after the end)."""
+    logits: Tensor | None
+    """``[k]`` the discriminator's logits on ``sequences``."""
+
+
+def observation_space(vocab_size: int, seq_len: int) -> spaces.Box:
+    """``Box`` of ``T`` token slots in ``[0, V]`` (``V`` = not yet written) plus the position in ``[0, T]``."""
+    high = np.full(seq_len + 1, vocab_size, dtype=np.int64)
+    high[-1] = seq_len
+    return spaces.Box(low=np.zeros(seq_len + 1, dtype=np.int64), high=high, dtype=np.int64)
+
+
+class TextGenerationCore:
+    """``B`` sequences stepped in lockstep; the discriminator runs once per step on the rows that finished."""
+
+    def __init__(
+        self,
+        num_envs: int,
+        vocab_size: int,
+        seq_len: int,
+        discriminator: Discriminator | str | None = None,
+        reward_mode: str = "prob",
+        stop_at_eos: bool = False,
+        eos_token: int | None = None,
+        pad_token: int | None = None,
+        forbidden_tokens: Sequence[int] = (),
+        discriminator_seed: int | None = 0,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        for name, value, low in (
+            ("num_envs", num_envs, 1),
+            ("vocab_size", vocab_size, 1),
+            ("seq_len", seq_len, 1),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        self.num_envs, self.vocab_size, self.seq_len = int(num_envs), int(vocab_size), int(seq_len)
+        self.reward_mode = reward_mode
+        self.reward_fn = get_reward_fn(reward_mode)
+        self.device = resolve_device(device)
+        if stop_at_eos and eos_token is None:
+            raise ValueError("stop_at_eos=True needs an eos_token")
+        for name, tok in (("eos_token", eos_token), ("pad_token", pad_token)):
+            if tok is not None and not 0 <= int(tok) < self.vocab_size:
+                raise ValueError(f"{name}={tok} is outside the vocabulary [0, {self.vocab_size})")
+        bad = [t for t in forbidden_tokens if not 0 <= int(t) < self.vocab_size]
+        if bad:
+            raise ValueError(
+                f"forbidden_tokens {bad} are outside the vocabulary [0, {self.vocab_size})"
+            )
+        if len(set(forbidden_tokens)) >= self.vocab_size:
+            raise ValueError("forbidden_tokens leave no allowed action")
+        self.stop_at_eos = bool(stop_at_eos)
+        self.eos_token = None if eos_token is None else int(eos_token)
+        self.pad_token = 0 if pad_token is None else int(pad_token)
+        self.forbidden_tokens = tuple(sorted({int(t) for t in forbidden_tokens}))
+        self.discriminator = self._resolve_discriminator(discriminator, discriminator_seed)
+
+        B, T = self.num_envs, self.seq_len
+        self.obs = torch.empty((B, T + 1), dtype=torch.long, device=self.device)
+        self._zeros = torch.zeros(B, device=self.device)
+        self._false = torch.zeros(B, dtype=torch.bool, device=self.device)
+        self._rows = torch.arange(B, device=self.device)
+        self._t = 0  # the common position of every row when episodes have a fixed length
+        self.reset()
+
+    # ----------------------------------------------------------------- discriminator
+    def _resolve_discriminator(
+        self, disc: Discriminator | str | None, seed: int | None
+    ) -> Discriminator:
+        if disc is None or isinstance(disc, str):
+            return build_discriminator(
+                disc or "cnn", self.vocab_size, self.seq_len, seed=seed, device=self.device
+            )
+        if not callable(disc):
+            raise TypeError(
+                f"discriminator must be an nn.Module, a callable LongTensor[B, T] -> logits[B], "
+                f"a kind name or None; got {type(disc).__name__}"
+            )
+        d_vocab = getattr(disc, "vocab_size", None)
+        if d_vocab is not None and int(d_vocab) != self.vocab_size:
+            raise ValueError(
+                f"vocabulary mismatch: the discriminator has vocab_size {d_vocab} but the env's "
+                f"data has {self.vocab_size} tokens"
+            )
+        if isinstance(disc, nn.Module):
+            disc.eval()
+        return disc
+
+    def logits(self, sequences: Tensor) -> Tensor:
+        """Discriminator logits ``[k]`` (eval mode, no grad) for complete sequences ``[k, T]``."""
+        d_dev = discriminator_device(self.discriminator, self.device)
+        return eval_logits(self.discriminator, sequences.to(d_dev)).to(self.device)
+
+    def score(self, sequences: Tensor) -> Tensor:
+        """The reward of complete sequences ``[k, T]``: ``reward_fn(logits)``."""
+        return self.reward_fn(self.logits(sequences))
+
+    # ----------------------------------------------------------------- state
+    def reset(self, rows: Tensor | None = None) -> None:
+        """Empty every row (or just ``rows``): all slots ``V``, position 0."""
+        if rows is None:
+            self.obs[:, : self.seq_len] = self.vocab_size
+            self.obs[:, self.seq_len] = 0
+            self._t = 0
+        else:
+            self.obs[rows, : self.seq_len] = self.vocab_size
+            self.obs[rows, self.seq_len] = 0
+
+    @property
+    def positions(self) -> Tensor:
+        """``[B]`` number of tokens written in each row."""
+        return self.obs[:, self.seq_len]
+
+    def padded(self, rows: Tensor | slice = slice(None)) -> Tensor:
+        """Tokens ``[k, T]`` of ``rows`` with unwritten slots replaced by PAD (the discriminator's input)."""
+        tokens = self.obs[rows, : self.seq_len]
+        return tokens.masked_fill(tokens == self.vocab_size, self.pad_token)
+
+    def step(self, actions: Tensor) -> CoreStep:
+        """Write ``actions`` ``LongTensor[B]`` (already validated) and score the rows that finish."""
+        T = self.seq_len
+        if not self.stop_at_eos:  # every row shares one position: no host sync needed
+            t = self._t
+            self.obs[:, t] = actions
+            self.obs[:, T] = t + 1
+            self._t = t + 1
+            if t + 1 < T:
+                return CoreStep(self._zeros.clone(), self._false.clone(), None, None, None)
+            sequences = self.obs[:, :T].clone()
+            logits = self.logits(sequences)
+            return CoreStep(
+                self.reward_fn(logits).float(), ~self._false, self._rows, sequences, logits
+            )
+        pos = self.obs[:, T].clone()
+        self.obs[self._rows, pos] = actions
+        self.obs[:, T] = pos + 1
+        terminated = (pos + 1 >= T) | (actions == self.eos_token)
+        finished = terminated.nonzero().squeeze(1)
+        rewards = self._zeros.clone()
+        if finished.numel() == 0:
+            return CoreStep(rewards, terminated, None, None, None)
+        sequences = self.padded(finished)
+        logits = self.logits(sequences)
+        rewards[finished] = self.reward_fn(logits).float()
+        return CoreStep(rewards, terminated, finished, sequences, logits)
+
+
+def validate_actions(actions: Any, num_envs: int, vocab_size: int, device: torch.device) -> Tensor:
+    """``actions`` as ``LongTensor[B]`` on ``device``; ``InvalidAction`` naming the problem otherwise."""
+    from gymnasium.error import InvalidAction
+
+    if isinstance(actions, Tensor):
+        if actions.dtype.is_floating_point or actions.dtype in (
+            torch.bool,
+            torch.complex64,
+            torch.complex128,
+        ):
+            raise InvalidAction(
+                f"actions {actions!r} must be integer token ids, got dtype {actions.dtype}"
+            )
+        tensor = actions
+    else:
+        arr = np.asarray(actions)
+        if arr.dtype == object or not np.issubdtype(arr.dtype, np.integer):
+            raise InvalidAction(
+                f"actions {actions!r} must be integer token ids, got dtype {arr.dtype}"
+            )
+        tensor = torch.from_numpy(arr.astype(np.int64, copy=False))
+    if tuple(tensor.shape) != (num_envs,):
+        raise InvalidAction(
+            f"actions {actions!r} must have shape ({num_envs},), got {tuple(tensor.shape)}"
+        )
+    tensor = tensor.to(device=device, dtype=torch.long)
+    bad = (tensor < 0) | (tensor >= vocab_size)
+    if bool(bad.any()):
+        raise InvalidAction(
+            f"actions {actions!r} contain ids outside [0, {vocab_size}): {tensor[bad].tolist()}"
+        )
+    return tensor
+
+
+def action_mask(vocab_size: int, forbidden_tokens: Sequence[int]) -> np.ndarray:
+    """``[V]`` bool: True where a token may be chosen (for sb3-contrib's MaskablePPO)."""
+    mask = np.ones(vocab_size, dtype=bool)
+    mask[list(forbidden_tokens)] = False
+    return mask
+
+
+DecodeFn = Callable[[Any], str]

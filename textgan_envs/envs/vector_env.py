@@ -1,0 +1,274 @@
+"""Native vector envs: ``B`` sequences stepped as torch tensors, one discriminator call per step.
+
+Same step logic as the scalar env (both run :class:`TextGenerationCore`), but
+without a Python loop over envs. Autoreset is ``SAME_STEP``: the observation
+returned with ``terminated=True`` is already the next episode's first one; the
+last observation of the finished episode is in ``info["final_obs"]`` (masked by
+``info["_final_obs"]``), as stable-baselines3's VecEnvs expect.
+
+With ``as_torch=True`` observations, rewards, flags and info arrays are torch
+tensors on the env's device (for our own agents: no host round trip); otherwise
+numpy arrays, as Gymnasium's vector API specifies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.error import ResetNeeded
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+from torch import Tensor
+
+from textgan_envs.discriminators import Discriminator
+from textgan_envs.envs.core import (
+    DecodeFn,
+    TextGenerationCore,
+    action_mask,
+    observation_space,
+    validate_actions,
+)
+from textgan_envs.envs.sources import RealDataSource, corpus_setup, oracle_setup
+from textgan_envs.envs.text_env import _default_decode
+
+
+class TextGenerationVectorEnv(VectorEnv):
+    """## Description
+
+    `num_envs` copies of :class:`~textgan_envs.envs.text_env.TextGenerationEnv`
+    stepped in lockstep as one batch of torch tensors. Same spaces (batched), same
+    rewards, same episode ends, same info keys (as arrays masked by `_key`).
+
+    ## Autoreset
+
+    `metadata["autoreset_mode"] = AutoresetMode.SAME_STEP`: finished rows are
+    reset inside `step`; their final observation is `info["final_obs"]`.
+
+    ## Arguments
+
+    Those of `TextGenerationEnv`, plus `num_envs` (>= 1) and `as_torch` (return
+    torch tensors on `device` instead of numpy arrays).
+
+    ## Version History
+
+    * v0: initial version.
+    """
+
+    metadata = {
+        "render_modes": ["ansi"],
+        "render_fps": 4,
+        "autoreset_mode": AutoresetMode.SAME_STEP,
+    }
+
+    def __init__(
+        self,
+        num_envs: int,
+        vocab_size: int,
+        seq_len: int,
+        discriminator: Discriminator | str | None = None,
+        reward_mode: str = "prob",
+        real_data: RealDataSource | None = None,
+        decode: DecodeFn | None = None,
+        stop_at_eos: bool = False,
+        eos_token: int | None = None,
+        pad_token: int | None = None,
+        forbidden_tokens: Sequence[int] = (),
+        discriminator_seed: int | None = 0,
+        as_torch: bool = False,
+        render_mode: str | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"render_mode {render_mode!r} is not supported; use one of {self.metadata['render_modes']}"
+            )
+        self.core = TextGenerationCore(
+            num_envs,
+            vocab_size,
+            seq_len,
+            discriminator=discriminator,
+            reward_mode=reward_mode,
+            stop_at_eos=stop_at_eos,
+            eos_token=eos_token,
+            pad_token=pad_token,
+            forbidden_tokens=forbidden_tokens,
+            discriminator_seed=discriminator_seed,
+            device=device,
+        )
+        self.num_envs = self.core.num_envs
+        self.vocab_size, self.seq_len = self.core.vocab_size, self.core.seq_len
+        self.device = self.core.device
+        self.real_data = real_data
+        self.decode = decode or _default_decode
+        self.as_torch = bool(as_torch)
+        self.render_mode = render_mode
+        self.single_action_space = spaces.Discrete(self.vocab_size)
+        self.single_observation_space = observation_space(self.vocab_size, self.seq_len)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self._mask = action_mask(self.vocab_size, self.core.forbidden_tokens)
+        self._needs_reset = True
+
+    @property
+    def discriminator(self) -> Discriminator:
+        """The discriminator whose output is the reward (shared, updated in place by trainers)."""
+        return self.core.discriminator
+
+    def _out(self, x: Tensor) -> Tensor | np.ndarray:
+        return x if self.as_torch else x.cpu().numpy()
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
+        if isinstance(seed, list):
+            seed = seed[0] if seed else None
+        super().reset(seed=seed)
+        if seed is not None:
+            self.action_space.seed(seed)
+        self.core.reset()
+        self._needs_reset = False
+        return self._out(self.core.obs.clone()), {}
+
+    def step(self, actions: Any):
+        if self._needs_reset:
+            raise ResetNeeded("call reset() before step()")
+        actions = validate_actions(actions, self.num_envs, self.vocab_size, self.device)
+        out = self.core.step(actions)
+        infos: dict[str, Any] = {}
+        if out.finished is not None:
+            infos = self._final_info(out)
+            self.core.reset(out.finished if self.core.stop_at_eos else None)
+        obs = self.core.obs.clone()
+        truncated = torch.zeros_like(out.terminated)
+        if self.as_torch:
+            return obs, out.rewards, out.terminated, truncated, infos
+        return (
+            obs.cpu().numpy(),
+            out.rewards.double().cpu().numpy(),
+            out.terminated.cpu().numpy(),
+            truncated.cpu().numpy(),
+            infos,
+        )
+
+    def _final_info(self, out) -> dict[str, Any]:
+        """Per-env info arrays for the finished rows, each with its ``_key`` mask."""
+        B, T, idx = self.num_envs, self.seq_len, out.finished
+        mask = out.terminated
+        sequence = torch.zeros((B, T), dtype=torch.long, device=self.device)
+        sequence[idx] = out.sequences
+        logit = torch.zeros(B, device=self.device)
+        logit[idx] = out.logits.float()
+        final_obs = torch.zeros((B, T + 1), dtype=torch.long, device=self.device)
+        final_obs[idx] = self.core.obs[idx]
+        values = {
+            "sequence": sequence,
+            "probability": torch.sigmoid(logit) * mask,
+            "logit": logit,
+            "final_obs": final_obs,
+        }
+        infos: dict[str, Any] = {}
+        for key, value in values.items():
+            infos[key] = self._out(value)
+            infos[f"_{key}"] = self._out(mask.clone())
+        return infos
+
+    def action_masks(self) -> np.ndarray:
+        """``[B, V]`` bool: allowed tokens per env (sb3-contrib MaskablePPO)."""
+        return np.broadcast_to(self._mask, (self.num_envs, self.vocab_size)).copy()
+
+    def texts(self) -> list[str]:
+        """The tokens written so far in each env, decoded."""
+        positions = self.core.positions.tolist()
+        rows = self.core.obs[:, : self.seq_len].tolist()
+        return [self.decode(row[:pos]) for row, pos in zip(rows, positions, strict=True)]
+
+    def render(self) -> tuple[str, ...] | None:
+        if self.render_mode == "ansi":
+            return tuple(t + "\n" for t in self.texts())
+        return None
+
+
+class OracleVectorEnv(TextGenerationVectorEnv):
+    """The native vector version of :class:`~textgan_envs.envs.text_env.OracleEnv` (same arguments plus
+    `num_envs` and `as_torch`); registered as the `vector_entry_point` of `textgan/Oracle-v0`.
+
+    ## Version History
+
+    * v0: initial version.
+    """
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        vocab_size: int = 5000,
+        seq_len: int = 20,
+        oracle_seed: int = 0,
+        oracle_path: str | None = None,
+        discriminator: Discriminator | str | None = None,
+        reward_mode: str = "prob",
+        discriminator_seed: int | None = 0,
+        as_torch: bool = False,
+        render_mode: str | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        setup = oracle_setup(vocab_size, seq_len, oracle_seed, oracle_path, device=device)
+        super().__init__(
+            num_envs,
+            discriminator=discriminator,
+            reward_mode=reward_mode,
+            discriminator_seed=discriminator_seed,
+            as_torch=as_torch,
+            render_mode=render_mode,
+            device=device,
+            **setup,
+        )
+
+
+class CorpusVectorEnv(TextGenerationVectorEnv):
+    """The native vector version of :class:`~textgan_envs.envs.text_env.CorpusEnv` (same arguments plus
+    `num_envs` and `as_torch`); registered as the `vector_entry_point` of `textgan/Corpus-v0`.
+
+    ## Version History
+
+    * v0: initial version.
+    """
+
+    def __init__(
+        self,
+        corpus_path: str,
+        num_envs: int = 1,
+        level: str = "word",
+        seq_len: int = 20,
+        vocab_path: str | None = None,
+        max_vocab: int | None = None,
+        min_count: int = 1,
+        stop_at_eos: bool = True,
+        discriminator: Discriminator | str | None = None,
+        reward_mode: str = "prob",
+        discriminator_seed: int | None = 0,
+        as_torch: bool = False,
+        render_mode: str | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        setup = corpus_setup(
+            corpus_path,
+            level,
+            seq_len,
+            vocab_path,
+            max_vocab,
+            min_count,
+            stop_at_eos,
+            device=device,
+        )
+        super().__init__(
+            num_envs,
+            discriminator=discriminator,
+            reward_mode=reward_mode,
+            discriminator_seed=discriminator_seed,
+            as_torch=as_torch,
+            render_mode=render_mode,
+            device=device,
+            **setup,
+        )
