@@ -18,3 +18,11 @@ __all__ = [
     "TextGenerationVectorEnv",
     "observation_space",
 ]
+
+from textgan_envs.envs.mc_reward import (  # noqa: E402
+    MonteCarloRewardVectorWrapper,
+    MonteCarloRewardWrapper,
+    MonteCarloShaper,
+)
+
+__all__ += ["MonteCarloRewardVectorWrapper", "MonteCarloRewardWrapper", "MonteCarloShaper"]

@@ -209,12 +209,12 @@ def validate_actions(actions: Any, num_envs: int, vocab_size: int, device: torch
             raise InvalidAction(
                 f"actions {actions!r} must be integer token ids, got dtype {arr.dtype}"
             )
-        tensor = torch.from_numpy(arr.astype(np.int64, copy=False))
+        tensor = torch.tensor(arr, dtype=torch.long)  # a copy: never alias the caller's array
     if tuple(tensor.shape) != (num_envs,):
         raise InvalidAction(
             f"actions {actions!r} must have shape ({num_envs},), got {tuple(tensor.shape)}"
         )
-    tensor = tensor.to(device=device, dtype=torch.long)
+    tensor = tensor.to(device=device, dtype=torch.long, copy=True)
     bad = (tensor < 0) | (tensor >= vocab_size)
     if bool(bad.any()):
         raise InvalidAction(
