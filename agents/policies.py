@@ -13,14 +13,16 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from textgan_envs.device import resolve_device
 from textgan_envs.sampling import sample_sequences
 from textgan_envs.sequence_model import State
 
-# Rows scored per chunk in ``log_prob``: bounds the [chunk, T, V] logits tensor.
-_LOG_PROB_CHUNK = 512
+# Sequences scored per chunk in ``log_prob``: bounds the [chunk, T, V] logits tensor
+# (on CPU small chunks keep it in cache; on GPU large chunks keep the device busy).
+_LOG_PROB_CHUNK = {"cpu": 32, "cuda": 1024}
 
 
 class LSTMPolicy(nn.Module):
@@ -102,12 +104,12 @@ class LSTMPolicy(nn.Module):
         if tokens.shape[1] == 0:
             return torch.zeros(tokens.shape, device=self.device)
         parts = []
-        for chunk in tokens.split(_LOG_PROB_CHUNK):
+        for chunk in tokens.split(_LOG_PROB_CHUNK.get(self.device.type, 1024)):
             logits = self.teacher_forced_logits(chunk)  # [b, T, V]
             if temperature != 1.0:
                 logits = logits / temperature
-            picked = logits.gather(2, chunk.unsqueeze(-1)).squeeze(-1)  # [b, T]
-            parts.append(picked - torch.logsumexp(logits, dim=-1))
+            nll = F.cross_entropy(logits.flatten(0, 1), chunk.flatten(), reduction="none")
+            parts.append(-nll.view(chunk.shape))  # [b, T]
         return torch.cat(parts)
 
     def sample(

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from textgan_envs.device import resolve_device
-from textgan_envs.sampling import sample_sequences, sequence_log_probs
+from textgan_envs.sampling import default_batch_rows, sample_sequences, sequence_log_probs
 from textgan_envs.sequence_model import State
 
 _GATES = ("i", "f", "og", "c")
@@ -157,16 +157,17 @@ class OracleLSTM(nn.Module):
         )
 
     @torch.no_grad()
-    def log_prob(self, tokens: Tensor, batch_size: int = 2048) -> Tensor:
+    def log_prob(self, tokens: Tensor, batch_size: int | None = None) -> Tensor:
         """Per-token ``log p(y_t | y_<t)`` ``[B, T]`` under the oracle (chunked over the batch)."""
         if tokens.dim() != 2:
             raise ValueError(f"tokens must be [B, T], got shape {tuple(tokens.shape)}")
+        batch_size = default_batch_rows(self.device) if batch_size is None else int(batch_size)
         if tokens.shape[0] == 0:
             return torch.zeros(tokens.shape, device=self.device)
         parts = [sequence_log_probs(self, chunk) for chunk in tokens.split(batch_size)]
         return torch.cat(parts)
 
-    def nll(self, tokens: Tensor, batch_size: int = 2048) -> Tensor:
+    def nll(self, tokens: Tensor, batch_size: int | None = None) -> Tensor:
         """Per-sequence mean per-token NLL in nats ``[B]``; NLL-oracle is its mean over samples."""
         return -self.log_prob(tokens, batch_size=batch_size).mean(dim=1)
 
