@@ -1,0 +1,174 @@
+"""stable-baselines3 integration: token-embedding features, a VecEnv adapter, masks, D updates.
+
+* :class:`TokenEmbeddingExtractor` reads the env's integer observation back as
+  token ids and embeds them (SB3's default would feed raw ids as floats).
+* :class:`SB3VecEnvAdapter` exposes a native :class:`TextGenerationVectorEnv` as an
+  SB3 ``VecEnv`` (one batched step for all envs instead of ``DummyVecEnv``'s loop),
+  including ``action_masks()`` for sb3-contrib's ``MaskablePPO``.
+* :class:`DiscriminatorUpdateCallback` feeds finished episodes to a
+  :class:`~textgan_envs.adversarial.DiscriminatorTrainer` during ``learn``.
+
+The discriminator is updated in place, so the callback works with the adapter
+or ``DummyVecEnv`` (same process) but not with ``SubprocVecEnv`` (copies).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.vec_env import VecEnv
+from torch import Tensor, nn
+
+from textgan_envs.adversarial import DiscriminatorTrainer
+from textgan_envs.envs import TextGenerationVectorEnv
+
+
+class TokenEmbeddingExtractor(BaseFeaturesExtractor):
+    """Embeds the ``T`` token slots (``V`` = empty) and the position, then one ReLU layer.
+
+    Works on the observation ``Box`` of every textgan env; ids are recovered
+    exactly from SB3's float cast (integers below 2^24).
+    """
+
+    def __init__(
+        self, observation_space: gym.spaces.Box, embed_dim: int = 32, features_dim: int = 128
+    ) -> None:
+        super().__init__(observation_space, features_dim)
+        if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
+            raise ValueError(
+                f"expected a textgan observation Box of shape (T+1,), got {observation_space}"
+            )
+        self.seq_len = int(observation_space.shape[0]) - 1
+        self.vocab_size = int(observation_space.high[0])
+        self.tokens = nn.Embedding(self.vocab_size + 1, embed_dim)
+        self.position = nn.Embedding(self.seq_len + 1, embed_dim)
+        self.net = nn.Sequential(nn.Linear((self.seq_len + 1) * embed_dim, features_dim), nn.ReLU())
+
+    def forward(self, observations: Tensor) -> Tensor:
+        ids = observations.round().long()
+        tok = self.tokens(ids[:, : self.seq_len].clamp(0, self.vocab_size)).flatten(1)
+        pos = self.position(ids[:, self.seq_len].clamp(0, self.seq_len))
+        return self.net(torch.cat([tok, pos], dim=1))
+
+
+def token_policy_kwargs(
+    embed_dim: int = 32, features_dim: int = 128, **extra: Any
+) -> dict[str, Any]:
+    """``policy_kwargs`` for SB3 algorithms using :class:`TokenEmbeddingExtractor`."""
+    return {
+        "features_extractor_class": TokenEmbeddingExtractor,
+        "features_extractor_kwargs": {"embed_dim": embed_dim, "features_dim": features_dim},
+        **extra,
+    }
+
+
+class SB3VecEnvAdapter(VecEnv):
+    """A native textgan vector env (numpy mode) as a stable-baselines3 ``VecEnv``.
+
+    Same-step autoreset maps directly to SB3's convention: finished envs carry
+    ``terminal_observation``, ``sequence``, ``probability`` and ``logit`` in their
+    info dict. Wrap with ``VecMonitor`` for episode statistics.
+    """
+
+    def __init__(self, venv: TextGenerationVectorEnv) -> None:
+        base = getattr(venv, "unwrapped", venv)
+        if not isinstance(base, TextGenerationVectorEnv):
+            raise TypeError(f"expected a TextGenerationVectorEnv, got {type(venv).__name__}")
+        if base.as_torch:
+            raise ValueError("SB3 needs numpy arrays: build the vector env with as_torch=False")
+        self.venv = venv
+        super().__init__(venv.num_envs, venv.single_observation_space, venv.single_action_space)
+        self._actions: np.ndarray | None = None
+        self._extra_keys = ("sequence", "probability", "logit", "q_values")
+
+    def reset(self) -> np.ndarray:
+        seed = self._seeds[0]
+        obs, _ = self.venv.reset(seed=seed)
+        self._reset_seeds()
+        self._reset_options()
+        self.reset_infos = [{} for _ in range(self.num_envs)]
+        return obs
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = np.asarray(actions).reshape(self.num_envs)
+
+    def step_wait(self):
+        obs, rewards, terminated, truncated, info = self.venv.step(self._actions)
+        dones = np.logical_or(terminated, truncated)
+        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        if dones.any():
+            for i in np.flatnonzero(dones):
+                entry = infos[i]
+                entry["terminal_observation"] = info["final_obs"][i]
+                entry["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
+                for key in self._extra_keys:
+                    if key in info and info.get(f"_{key}", dones)[i]:
+                        entry[key] = info[key][i]
+        return obs, rewards.astype(np.float32), dones, infos
+
+    def close(self) -> None:
+        self.venv.close()
+
+    def get_attr(self, attr_name: str, indices=None) -> list[Any]:
+        value = getattr(self.venv, attr_name)  # AttributeError propagates (has_attr relies on it)
+        return [value for _ in self._get_indices(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
+        setattr(self.venv, attr_name, value)
+
+    def env_method(
+        self, method_name: str, *method_args, indices=None, **method_kwargs
+    ) -> list[Any]:
+        idx = list(self._get_indices(indices))
+        if method_name == "action_masks":
+            masks = self.venv.action_masks()
+            return [masks[i] for i in idx]
+        result = getattr(self.venv, method_name)(*method_args, **method_kwargs)
+        return [result for _ in idx]
+
+    def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices=None) -> list[bool]:
+        return [False for _ in self._get_indices(indices)]
+
+    def action_masks(self) -> np.ndarray:
+        """``[B, V]`` bool mask of allowed tokens."""
+        return self.venv.action_masks()
+
+    def get_images(self) -> Sequence[np.ndarray | None]:
+        return [None] * self.num_envs
+
+
+class DiscriminatorUpdateCallback(BaseCallback):
+    """Hands every finished episode's ``info["sequence"]`` to a :class:`DiscriminatorTrainer`.
+
+    The trainer decides when to update (every ``update_every`` episodes); its
+    statistics are recorded under ``discriminator/`` in SB3's logger.
+    """
+
+    def __init__(self, trainer: DiscriminatorTrainer, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        self.trainer = trainer
+        self.last_stats: dict[str, float] | None = None
+
+    def _on_step(self) -> bool:
+        infos = self.locals.get("infos", [])
+        dones = self.locals.get("dones", np.zeros(len(infos), dtype=bool))
+        seqs = [
+            info["sequence"]
+            for info, done in zip(infos, dones, strict=False)
+            if done and "sequence" in info
+        ]
+        if seqs:
+            stats = self.trainer.observe(np.stack(seqs))
+            if stats is not None:
+                self.last_stats = stats
+                for key, value in stats.items():
+                    self.logger.record(f"discriminator/{key}", value)
+                if self.verbose:
+                    print(f"discriminator update {int(stats['updates'])}: {stats}")
+        return True

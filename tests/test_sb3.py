@@ -1,0 +1,174 @@
+"""stable-baselines3 integration: extractor, VecEnv adapter, masks, PPO learning, D-update callback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
+
+from agents.sb3 import (
+    DiscriminatorUpdateCallback,
+    SB3VecEnvAdapter,
+    TokenEmbeddingExtractor,
+    token_policy_kwargs,
+)
+from textgan_envs.adversarial import AdversarialConfig, DiscriminatorTrainer
+from textgan_envs.discriminators import build_discriminator
+from textgan_envs.envs import CorpusVectorEnv, OracleEnv, OracleVectorEnv
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Small CPU kernels run faster single-threaded, above all on a shared, busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class PatternD:
+    """Fixed discriminator preferring tokens 0..4: logit = 6 * (their fraction) - 3."""
+
+    vocab_size = 50
+
+    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        return 6.0 * (tokens < 5).float().mean(1) - 3.0
+
+
+def test_extractor_embeds_ids_exactly() -> None:
+    space = OracleEnv(vocab_size=50, seq_len=4, discriminator=PatternD()).observation_space
+    ext = TokenEmbeddingExtractor(space, embed_dim=8, features_dim=16)
+    obs = torch.tensor([[3, 49, 50, 50, 2], [3, 48, 50, 50, 2]], dtype=torch.float32)
+    out = ext(obs)
+    assert out.shape == (2, 16)
+    assert not torch.equal(out[0], out[1])  # one token apart: different features
+    assert ext.tokens.num_embeddings == 51 and ext.position.num_embeddings == 5
+    with pytest.raises(ValueError, match="observation Box"):
+        TokenEmbeddingExtractor(gym.spaces.Box(0, 1, (2, 2)))
+
+
+def test_adapter_matches_dummy_vec_env_over_scalar_envs() -> None:
+    n = 4
+    adapter = SB3VecEnvAdapter(
+        OracleVectorEnv(num_envs=n, vocab_size=50, seq_len=3, discriminator=PatternD())
+    )
+    dummy = DummyVecEnv([lambda: OracleEnv(vocab_size=50, seq_len=3, discriminator=PatternD())] * n)
+    np.testing.assert_array_equal(adapter.reset(), dummy.reset())
+    rng = np.random.default_rng(0)
+    for _ in range(7):
+        actions = rng.integers(0, 50, size=n)
+        a_obs, a_rew, a_done, a_info = adapter.step(actions)
+        d_obs, d_rew, d_done, d_info = dummy.step(actions)
+        np.testing.assert_array_equal(a_obs, d_obs)
+        np.testing.assert_allclose(a_rew, d_rew, atol=1e-6)
+        np.testing.assert_array_equal(a_done, d_done)
+        for ai, di, done in zip(a_info, d_info, a_done, strict=True):
+            if done:
+                np.testing.assert_array_equal(
+                    ai["terminal_observation"], di["terminal_observation"]
+                )
+                np.testing.assert_array_equal(ai["sequence"], di["sequence"])
+                assert ai["probability"] == pytest.approx(di["probability"], abs=1e-6)
+    with pytest.raises(ValueError, match="as_torch"):
+        SB3VecEnvAdapter(
+            OracleVectorEnv(
+                num_envs=2, vocab_size=50, seq_len=3, discriminator=PatternD(), as_torch=True
+            )
+        )
+
+
+def _mean_episode_reward(policy, n_episodes: int = 256) -> float:
+    venv = OracleVectorEnv(num_envs=64, vocab_size=50, seq_len=8, discriminator=PatternD())
+    obs, _ = venv.reset(seed=1)
+    venv.action_space.seed(1)
+    rewards: list[float] = []
+    while len(rewards) < n_episodes:
+        actions = (
+            venv.action_space.sample()
+            if policy is None
+            else policy.predict(obs, deterministic=False)[0]
+        )
+        obs, reward, terminated, _, _ = venv.step(actions)
+        rewards += reward[terminated].tolist()
+    return float(np.mean(rewards))
+
+
+def test_stock_ppo_learns_the_discriminators_preference() -> None:
+    """Random tokens score ~0.09 (sigmoid(6*0.1-3)); PPO must reach well above it in ~10k steps."""
+    env = VecMonitor(
+        SB3VecEnvAdapter(
+            OracleVectorEnv(num_envs=16, vocab_size=50, seq_len=8, discriminator=PatternD())
+        )
+    )
+    model = PPO(
+        "MlpPolicy",
+        env,
+        n_steps=32,
+        batch_size=128,
+        n_epochs=4,
+        learning_rate=3e-3,
+        gamma=1.0,
+        policy_kwargs=token_policy_kwargs(net_arch=[64]),
+        seed=0,
+        device="cpu",
+    )
+    model.learn(10_000)
+    random_score = _mean_episode_reward(None)
+    trained_score = _mean_episode_reward(model)
+    assert random_score < 0.15
+    assert trained_score > 0.6, (random_score, trained_score)
+
+
+def test_maskable_ppo_never_emits_forbidden_tokens(tmp_path: Path) -> None:
+    sb3_contrib = pytest.importorskip("sb3_contrib")
+    path = tmp_path / "c.txt"
+    path.write_text("a b c\nb c d e\nc d\n", encoding="utf-8")
+    venv = CorpusVectorEnv(str(path), num_envs=8, seq_len=5, discriminator="lstm")
+    forbidden = np.flatnonzero(~venv.action_masks()[0])
+    assert set(forbidden.tolist()) == {0, 1, 4}  # PAD, BOS, MASK
+    env = SB3VecEnvAdapter(venv)
+    model = sb3_contrib.MaskablePPO(
+        "MlpPolicy",
+        env,
+        n_steps=16,
+        batch_size=64,
+        policy_kwargs=token_policy_kwargs(),
+        seed=0,
+        device="cpu",
+    )
+    model.learn(256)
+    obs = env.reset()
+    emitted = []
+    for _ in range(40):
+        actions, _ = model.predict(obs, action_masks=env.action_masks())
+        emitted += actions.tolist()
+        obs, *_ = env.step(actions)
+    assert not set(emitted) & set(forbidden.tolist())
+
+
+def test_callback_updates_discriminator_during_learn() -> None:
+    d = build_discriminator("lstm", 50, 6, seed=0)
+    venv = OracleVectorEnv(num_envs=8, vocab_size=50, seq_len=6, discriminator=d)
+    trainer = DiscriminatorTrainer(
+        d, venv.real_data, AdversarialConfig(update_every=32, d_steps=1, epochs=1, batch_size=32)
+    )
+    before = [p.detach().clone() for p in d.parameters()]
+    model = PPO(
+        "MlpPolicy",
+        SB3VecEnvAdapter(venv),
+        n_steps=12,
+        batch_size=48,
+        policy_kwargs=token_policy_kwargs(),
+        device="cpu",
+    )
+    callback = DiscriminatorUpdateCallback(trainer)
+    model.learn(8 * 6 * 10, callback=callback)
+    assert trainer.episodes_seen == 80 and trainer.updates == 2
+    assert callback.last_stats is not None
+    assert any(not torch.equal(a, b) for a, b in zip(before, d.parameters(), strict=True))
+    assert not d.training
