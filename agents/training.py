@@ -457,6 +457,11 @@ def discriminator_round(
     )
 
 
+def eval_keys(setup: Setup) -> tuple[str, ...]:
+    """Names of the metrics :func:`evaluate` returns for this set-up."""
+    return ("nll_oracle", "nll_test") if setup.oracle is not None else ("nll_test",)
+
+
 @torch.no_grad()
 def evaluate(setup: Setup, cfg: CommonConfig, step: int) -> dict[str, float]:
     """NLL-oracle (oracle env) of ``eval_samples`` samples and NLL-test on held-out real data.
@@ -553,6 +558,8 @@ def adversarial_loop(
                 metrics.update({"d_loss": d["loss"], "d_accuracy": d["accuracy"]})
             if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.total_steps:
                 metrics.update(evaluate(setup, cfg, step))
+            else:  # same columns on every row: the CSV is never rewritten mid-run
+                metrics.update(dict.fromkeys(eval_keys(setup), float("nan")))
             state.step = step
             if step % cfg.log_every == 0 or step == cfg.total_steps:
                 logger.log(step, metrics)
