@@ -18,7 +18,8 @@ and the seq2seq generator fills the missing positions. Three phases, one step co
    are the shared :mod:`agents.estimators` functions.
 
 Batches are stepped as whole tensors rather than through the Gymnasium env, with the env's own
-reward function (:func:`~textgan_envs.discriminators.maskgan.per_token_rewards`) and masks, so the
+reward (:func:`~textgan_envs.discriminators.maskgan.rewards_from_logits`, which the env's
+:func:`~textgan_envs.discriminators.maskgan.per_token_rewards` also uses) and masks, so the
 agent sees exactly the env's rewards at a fraction of the cost. Run it with
 ``textgan train --agent maskgan --env textgan/FillInBlank-v0 --corpus PATH`` or ``train(cfg)``.
 """
@@ -44,7 +45,7 @@ from textgan_envs.discriminators.maskgan import (
     check_compatible,
     critic_loss,
     discriminator_loss,
-    per_token_rewards,
+    rewards_from_logits,
 )
 from textgan_envs.masking import apply_mask, make_mask
 from textgan_envs.vocab import Vocabulary
@@ -314,9 +315,10 @@ def generator_step(
     real, present, masked = masked_batch(setup.train, cfg, gens["batch"], gens["mask"])
     sample = gen.sample(masked, generator=gens["sample"])
     filled = sample.filled
-    rewards = per_token_rewards(disc, masked, filled, present)
+    # one discriminator pass: the env's reward from the logits, the critic's b_t from the values
+    logits, values = disc(masked, filled)  # values carry gradient to the critic head only
+    rewards = rewards_from_logits(logits, present)
     tr.check_finite("reward", rewards, step)
-    _, values = disc(masked, filled)  # values carry gradient to the critic head only
     returns, baseline, advantages = actor_critic_terms(
         rewards, present, values, cfg, state.scalars.get("baseline")
     )

@@ -164,6 +164,11 @@ class MaskGANDiscriminator(MaskedSeq2SeqBody):
         return [p for p in self.parameters() if id(p) not in critic]
 
 
+def rewards_from_logits(logits: Tensor, present: Tensor) -> Tensor:
+    """``log D = logsigmoid(logit)`` at missing positions, 0 at present ones, detached (``[B, T]``)."""
+    return log_reward(logits.detach()) * (~present).to(logits.dtype)
+
+
 def per_token_rewards(
     discriminator: MaskGANDiscriminator, masked: Tensor, filled: Tensor, present: Tensor
 ) -> Tensor:
@@ -174,7 +179,7 @@ def per_token_rewards(
     """
     with torch.no_grad():
         logits, _ = discriminator(masked, filled)
-    return log_reward(logits) * (~present).to(logits.dtype)
+    return rewards_from_logits(logits, present)
 
 
 def discriminator_loss(real_logits: Tensor, fake_logits: Tensor, present: Tensor) -> Tensor:
