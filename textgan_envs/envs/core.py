@@ -190,37 +190,44 @@ class TextGenerationCore:
 
 
 def validate_actions(actions: Any, num_envs: int, vocab_size: int, device: torch.device) -> Tensor:
-    """``actions`` as ``LongTensor[B]`` on ``device``; ``InvalidAction`` naming the problem otherwise."""
+    """``actions`` as a fresh ``LongTensor[B]`` on ``device``; ``InvalidAction`` naming the problem otherwise.
+
+    Numpy input is checked in numpy (cheaper than torch for small arrays); the
+    result is always a copy, so the caller's array is never aliased.
+    """
     from gymnasium.error import InvalidAction
 
     if isinstance(actions, Tensor):
-        if actions.dtype.is_floating_point or actions.dtype in (
-            torch.bool,
-            torch.complex64,
-            torch.complex128,
+        if (
+            actions.dtype.is_floating_point
+            or actions.dtype.is_complex
+            or actions.dtype == torch.bool
         ):
             raise InvalidAction(
                 f"actions {actions!r} must be integer token ids, got dtype {actions.dtype}"
             )
-        tensor = actions
-    else:
-        arr = np.asarray(actions)
-        if arr.dtype == object or not np.issubdtype(arr.dtype, np.integer):
+        if tuple(actions.shape) != (num_envs,):
             raise InvalidAction(
-                f"actions {actions!r} must be integer token ids, got dtype {arr.dtype}"
+                f"actions {actions!r} must have shape ({num_envs},), got {tuple(actions.shape)}"
             )
-        tensor = torch.tensor(arr, dtype=torch.long)  # a copy: never alias the caller's array
-    if tuple(tensor.shape) != (num_envs,):
+        tensor = actions.to(device=device, dtype=torch.long, copy=True)
+        bad = (tensor < 0) | (tensor >= vocab_size)
+        if bool(bad.any()):
+            raise InvalidAction(
+                f"actions {actions!r} contain ids outside [0, {vocab_size}): {tensor[bad].tolist()}"
+            )
+        return tensor
+    arr = np.asarray(actions)
+    if arr.dtype.kind not in "iu":
+        raise InvalidAction(f"actions {actions!r} must be integer token ids, got dtype {arr.dtype}")
+    if arr.shape != (num_envs,):
+        raise InvalidAction(f"actions {actions!r} must have shape ({num_envs},), got {arr.shape}")
+    if arr.min() < 0 or arr.max() >= vocab_size:
+        bad = arr[(arr < 0) | (arr >= vocab_size)]
         raise InvalidAction(
-            f"actions {actions!r} must have shape ({num_envs},), got {tuple(tensor.shape)}"
+            f"actions {actions!r} contain ids outside [0, {vocab_size}): {bad.tolist()}"
         )
-    tensor = tensor.to(device=device, dtype=torch.long, copy=True)
-    bad = (tensor < 0) | (tensor >= vocab_size)
-    if bool(bad.any()):
-        raise InvalidAction(
-            f"actions {actions!r} contain ids outside [0, {vocab_size}): {tensor[bad].tolist()}"
-        )
-    return tensor
+    return torch.from_numpy(arr.astype(np.int64, copy=True)).to(device)
 
 
 def action_mask(vocab_size: int, forbidden_tokens: Sequence[int]) -> np.ndarray:

@@ -140,15 +140,14 @@ class TextGenerationVectorEnv(VectorEnv):
         if out.finished is not None:
             infos = self._final_info(out)
             self.core.reset(out.finished if self.core.stop_at_eos else None)
-        obs = self.core.obs.clone()
-        truncated = torch.zeros_like(out.terminated)
         if self.as_torch:
-            return obs, out.rewards, out.terminated, truncated, infos
+            truncated = torch.zeros_like(out.terminated)
+            return self.core.obs.clone(), out.rewards, out.terminated, truncated, infos
         return (
-            obs.cpu().numpy(),
-            out.rewards.double().cpu().numpy(),
+            self.core.obs.cpu().numpy().copy(),
+            out.rewards.cpu().numpy().astype(np.float64),
             out.terminated.cpu().numpy(),
-            truncated.cpu().numpy(),
+            np.zeros(self.num_envs, dtype=bool),
             infos,
         )
 
