@@ -253,7 +253,7 @@ class PPGNSampler:
             lr = cfg.lr
             if cfg.lr_end is not None:
                 lr = cfg.lr + (cfg.lr_end - cfg.lr) * i / cfg.steps
-            if cfg.save_every and i % cfg.save_every == 0 and i > 0:
+            if cfg.save_every and i % cfg.save_every == 0:
                 x, lp = self._observe(z)
                 frames.append(x)
                 frame_lp.append(lp)
