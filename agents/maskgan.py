@@ -14,8 +14,9 @@ and the seq2seq generator fills the missing positions. Three phases, one step co
    minimises ``-mean_b sum_t m_t log G(x~_t) stopgrad(A_t)`` (Adam, global-norm clip 10). The
    baseline ``b_t`` is the discriminator's critic head (trained by MSE to ``R_t``), the batch
    mean return per position (``dis_batch``), a moving average, or nothing. ``d_steps``
-   discriminator updates follow each generator step. Returns, clipping and the surrogate loss
-   are the shared :mod:`agents.estimators` functions.
+   discriminator updates follow each generator step. The rule itself is the shared
+   :func:`agents.actor_critic.actor_critic_losses` (returns, clipping and the surrogate from
+   :mod:`agents.estimators`), applied to the missing positions.
 
 Batches are stepped as whole tensors rather than through the Gymnasium env, with the env's own
 reward (:func:`~textgan_envs.discriminators.maskgan.rewards_from_logits`, which the env's
@@ -36,6 +37,7 @@ from torch import Tensor
 
 from agents import estimators as est
 from agents import training as tr
+from agents.actor_critic import ActorCriticLosses, actor_critic_losses
 from agents.maskgan_metrics import FillEvaluator
 from agents.seq2seq import Seq2SeqGenerator, mask_mle_loss
 from textgan_envs.corpus import encode_sentences, load_corpus, train_valid_split
@@ -43,7 +45,6 @@ from textgan_envs.device import resolve_device
 from textgan_envs.discriminators.maskgan import (
     MaskGANDiscriminator,
     check_compatible,
-    critic_loss,
     discriminator_loss,
     rewards_from_logits,
 )
@@ -232,35 +233,52 @@ def masked_batch(
 # --------------------------------------------------------------------------- losses and steps
 
 
-def actor_critic_terms(
+def baseline_values(
     rewards: Tensor,
     present: Tensor,
     values: Tensor | None,
     cfg: MaskGANConfig,
     moving_baseline: float | None,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """``(returns R_t, baseline b_t, clipped advantages A_t)`` on missing positions (``[B, T]``).
+) -> Tensor:
+    """``b_t`` ``[B, T]`` for ``cfg.baseline``.
 
-    ``values`` are the critic's ``b_t`` (needed for ``baseline="critic"``). ``dis_batch`` uses the
-    mean return at each position over the rows where it is missing.
+    ``critic``: the critic's values, returned *with* their gradient so that the critic loss of
+    :func:`~agents.actor_critic.actor_critic_losses` trains the head; ``dis_batch``: the mean
+    discounted return at each position over the rows where it is missing; ``moving_average``:
+    the scalar moving average of past mean returns; ``none``: 0.
     """
-    missing = ~present
-    returns = est.discounted_returns(rewards, cfg.gamma, mask=missing)
     if cfg.baseline == "critic":
         if values is None:
             raise ValueError("baseline='critic' needs the critic's values")
-        baseline = values.detach()
-    elif cfg.baseline == "dis_batch":
+        return values
+    if cfg.baseline == "dis_batch":
+        missing = ~present
+        returns = est.discounted_returns(rewards, cfg.gamma, mask=missing)
         m = missing.to(returns.dtype)
         per_pos = (returns * m).sum(dim=0) / m.sum(dim=0).clamp(min=1.0)
-        baseline = per_pos.unsqueeze(0).expand_as(returns)
-    elif cfg.baseline == "moving_average":
-        baseline = torch.full_like(returns, 0.0 if moving_baseline is None else moving_baseline)
-    else:
-        baseline = torch.zeros_like(returns)
+        return per_pos.unsqueeze(0).expand_as(returns)
+    if cfg.baseline == "moving_average":
+        return torch.full_like(rewards, 0.0 if moving_baseline is None else moving_baseline)
+    return torch.zeros_like(rewards)
+
+
+def actor_critic_terms(
+    log_probs: Tensor,
+    rewards: Tensor,
+    present: Tensor,
+    values: Tensor | None,
+    cfg: MaskGANConfig,
+    moving_baseline: float | None = None,
+) -> ActorCriticLosses:
+    """MaskGAN's rule on the missing positions: the shared :func:`actor_critic_losses` with ``b_t``.
+
+    ``R_t = sum_{s>=t} m_s gamma^(s-t) r_s``, ``A_t = clip(R_t - b_t, +-advantage_clip)``, actor loss
+    ``-mean_b sum_t m_t log G(x~_t) A_t`` and critic MSE, with ``m`` the missing mask.
+    """
+    baseline = baseline_values(rewards, present, values, cfg, moving_baseline)
     clip = cfg.advantage_clip if cfg.advantage_clip > 0 else None
-    advantages = est.clipped_advantages(returns, baseline, clip=clip) * missing
-    return returns, baseline * missing, advantages
+    missing = (~present).to(rewards.dtype)
+    return actor_critic_losses(log_probs, baseline, rewards, cfg.gamma, clip, mask=missing)
 
 
 def mle_step(
@@ -319,18 +337,17 @@ def generator_step(
     logits, values = disc(masked, filled)  # values carry gradient to the critic head only
     rewards = rewards_from_logits(logits, present)
     tr.check_finite("reward", rewards, step)
-    returns, baseline, advantages = actor_critic_terms(
-        rewards, present, values, cfg, state.scalars.get("baseline")
-    )
     missing = ~present
     log_probs = gen.log_prob(masked, filled)
-    loss = est.reinforce_loss(log_probs, advantages, mask=missing)
+    terms = actor_critic_terms(
+        log_probs, rewards, present, values, cfg, state.scalars.get("baseline")
+    )
+    returns, advantages, loss = terms.returns, terms.advantages, terms.actor_loss
     tr.check_finite("generator loss", loss.detach(), step)
     g_opt.zero_grad(set_to_none=True)
     loss.backward()
     g_norm = tr.clip_and_step(g_opt, list(gen.parameters()), cfg.grad_clip)
-
-    c_loss = critic_loss(values, returns, present)
+    c_loss = terms.critic_loss
     tr.check_finite("critic loss", c_loss.detach(), step)
     if cfg.baseline == "critic":
         c_opt.zero_grad(set_to_none=True)
@@ -348,7 +365,7 @@ def generator_step(
         "return_mean": mean_return,
         "advantage_mean": float(advantages.sum() / n_missing),
         "advantage_std": float(advantages[missing].std()) if int(n_missing) > 1 else 0.0,
-        "critic_loss": float(c_loss.detach()),
+        "baseline_mse": float(c_loss.detach()),
         "g_loss": float(loss.detach()),
         "g_grad_norm": g_norm,
         "sample_nll": float(-(sample.log_probs.sum() / n_missing)),

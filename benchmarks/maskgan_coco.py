@@ -76,7 +76,7 @@ def plot(run_dir: Path, cfg: MaskGANConfig, png: Path) -> None:
     ax = axes[1, 0]
     ax.plot(*_series(rows, "d_loss"), alpha=0.7, label="D loss (missing positions)")
     ax.plot(*_series(rows, "d_accuracy"), alpha=0.7, label="D accuracy")
-    ax.plot(*_series(rows, "critic_loss"), alpha=0.5, label="critic MSE")
+    ax.plot(*_series(rows, "baseline_mse"), alpha=0.5, label="baseline (critic) MSE to returns")
     ax.set_title("discriminator and critic")
     ax = axes[1, 1]
     for key in ("unique_2gram", "unique_4gram", "seen_2gram", "seen_4gram", "bleu4"):

@@ -12,13 +12,12 @@ import pytest
 import torch
 
 from agents.config import ConfigError, build_config
-from agents.maskgan import MaskGANConfig, actor_critic_terms, load_run, train
+from agents.maskgan import MaskGANConfig, actor_critic_terms, baseline_values, load_run, train
 from agents.maskgan_metrics import FillEvaluator, fill_perplexity
 from agents.seq2seq import Seq2SeqGenerator, mask_mle_loss
 from textgan_envs.discriminators.maskgan import (
     MaskGANDiscriminator,
     check_compatible,
-    critic_loss,
     discriminator_loss,
 )
 from textgan_envs.masking import apply_mask, random_mask
@@ -76,7 +75,7 @@ def test_mask_mle_loss_counts_only_missing_positions() -> None:
     assert math.isclose(ppl, math.exp(float(expected)), rel_tol=1e-5)
 
 
-def test_discriminator_and_critic_losses_use_missing_positions_only() -> None:
+def test_discriminator_loss_uses_missing_positions_only() -> None:
     present = torch.tensor([[True, False, False, True]])
     real_logits = torch.tensor([[100.0, 0.0, 2.0, -100.0]])
     fake_logits = torch.tensor([[-100.0, 0.0, -1.0, 100.0]])
@@ -88,9 +87,6 @@ def test_discriminator_and_critic_losses_use_missing_positions_only() -> None:
     assert math.isclose(
         float(discriminator_loss(real_logits, fake_logits, present)), expected, rel_tol=1e-6
     )
-    values = torch.tensor([[50.0, 1.0, -1.0, 50.0]])
-    returns = torch.tensor([[0.0, 3.0, 1.0, 0.0]])
-    assert math.isclose(float(critic_loss(values, returns, present)), (4.0 + 4.0) / 2)
 
 
 def test_critic_value_never_sees_the_token_it_is_a_baseline_for() -> None:
@@ -105,7 +101,10 @@ def test_critic_value_never_sees_the_token_it_is_a_baseline_for() -> None:
         torch.testing.assert_close(values2[:, : t + 1], values[:, : t + 1], rtol=0, atol=0)
     # critic MSE moves only the critic head, never the discriminator body
     d.zero_grad()
-    critic_loss(values, torch.randn_like(values), present).backward()
+    cfg = MaskGANConfig(corpus_path="x")
+    rewards = -torch.rand(values.shape) * (~present)
+    terms = actor_critic_terms(torch.zeros_like(values), rewards, present, values, cfg)
+    terms.critic_loss.backward()
     assert all(p.grad is None or not p.grad.any() for p in d.discriminator_parameters())
     assert any(p.grad is not None and p.grad.any() for p in d.critic_parameters())
 
@@ -114,26 +113,41 @@ def test_actor_critic_terms_match_hand_computed_values() -> None:
     cfg = MaskGANConfig(corpus_path="x", gamma=0.9, advantage_clip=5.0, baseline="critic")
     rewards = torch.tensor([[0.0, -1.0, -2.0, 0.0, -0.5]])
     present = torch.tensor([[True, False, False, True, False]])
-    values = torch.tensor([[7.0, 1.0, -10.0, 3.0, 0.0]])
-    returns, baseline, adv = actor_critic_terms(rewards, present, values, cfg, None)
+    values = torch.tensor([[7.0, 1.0, -10.0, 3.0, 0.0]], requires_grad=True)
+    log_probs = torch.tensor([[-9.0, -1.0, -2.0, -9.0, -3.0]], requires_grad=True)
+    terms = actor_critic_terms(log_probs, rewards, present, values, cfg)
     r1 = -1.0 + 0.9 * -2.0 + 0.9**3 * -0.5  # the present position 3 adds nothing
     r2 = -2.0 + 0.9**2 * -0.5
-    torch.testing.assert_close(returns, torch.tensor([[0.0, r1, r2, 0.0, -0.5]]))
-    torch.testing.assert_close(adv, torch.tensor([[0.0, r1 - 1.0, 5.0, 0.0, -0.5]]))  # 7.595 -> 5
-    torch.testing.assert_close(baseline, torch.tensor([[0.0, 1.0, -10.0, 0.0, 0.0]]))
+    torch.testing.assert_close(terms.returns, torch.tensor([[0.0, r1, r2, 0.0, -0.5]]))
+    adv = torch.tensor([[0.0, r1 - 1.0, 5.0, 0.0, -0.5]])  # 7.595 clipped to 5
+    torch.testing.assert_close(terms.advantages, adv)
+    # actor: -sum_t m_t log G A_t over missing positions; critic: MSE over missing positions
+    expected_actor = -(-1.0 * (r1 - 1.0) + -2.0 * 5.0 + -3.0 * -0.5)
+    assert math.isclose(float(terms.actor_loss.detach()), expected_actor, rel_tol=1e-6)
+    expected_critic = ((1.0 - r1) ** 2 + (-10.0 - r2) ** 2 + (0.0 + 0.5) ** 2) / 3
+    assert math.isclose(float(terms.critic_loss.detach()), expected_critic, rel_tol=1e-6)
+    terms.actor_loss.backward()
+    assert values.grad is None  # the advantage is a stopped gradient
+    torch.testing.assert_close(log_probs.grad, -adv)
 
     rewards = torch.tensor([[-1.0, -1.0], [-3.0, -2.0]])
     present = torch.tensor([[False, True], [False, False]])
     batch_cfg = replace(cfg, baseline="dis_batch", gamma=0.5)
-    returns, baseline, adv = actor_critic_terms(rewards, present, None, batch_cfg, None)
-    torch.testing.assert_close(returns, torch.tensor([[-1.0, 0.0], [-4.0, -2.0]]))
+    zeros = torch.zeros(2, 2)
+    terms = actor_critic_terms(zeros, rewards, present, None, batch_cfg)
+    torch.testing.assert_close(terms.returns, torch.tensor([[-1.0, 0.0], [-4.0, -2.0]]))
     # position 0: mean(-1, -4) = -2.5; position 1: only row 1 is missing -> -2
-    torch.testing.assert_close(baseline, torch.tensor([[-2.5, 0.0], [-2.5, -2.0]]))
-    torch.testing.assert_close(adv, torch.tensor([[1.5, 0.0], [-1.5, 0.0]]))
+    baseline = baseline_values(rewards, present, None, batch_cfg, None)
+    torch.testing.assert_close(baseline[:, 0], torch.tensor([-2.5, -2.5]))
+    assert float(baseline[1, 1]) == -2.0
+    torch.testing.assert_close(terms.advantages, torch.tensor([[1.5, 0.0], [-1.5, 0.0]]))
 
     ma_cfg = replace(cfg, baseline="moving_average", advantage_clip=0.0)
-    _, _, adv = actor_critic_terms(rewards, present, None, ma_cfg, -10.0)
-    torch.testing.assert_close(adv, torch.tensor([[9.0, 0.0], [5.2, 8.0]]))  # gamma 0.9, no clip
+    terms = actor_critic_terms(zeros, rewards, present, None, ma_cfg, -10.0)
+    # gamma 0.9: row 1 return at 0 is -3 + 0.9 * -2 = -4.8; no clipping
+    torch.testing.assert_close(terms.advantages, torch.tensor([[9.0, 0.0], [5.2, 8.0]]))
+    with pytest.raises(ValueError, match="critic"):
+        actor_critic_terms(zeros, rewards, present, None, cfg)
 
 
 def test_mismatched_generator_and_discriminator_fail_clearly() -> None:

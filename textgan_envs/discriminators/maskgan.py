@@ -119,8 +119,9 @@ class MaskGANDiscriminator(MaskedSeq2SeqBody):
     """Per-token probability that each filled token is real, plus a critic value per position.
 
     ``forward(masked, filled) -> (logits [B, T], values [B, T])``; ``D(x~_t) = sigmoid(logit_t)``.
-    The critic is linear on the *detached* decoder state ``h_{t-1}``: training it by MSE never moves
-    the discriminator's body, so the reward and the baseline are learned independently.
+    The critic is linear on the *detached* decoder state ``h_{t-1}``: training it by MSE to the
+    returns never moves the discriminator's body, so the reward and the baseline are learned
+    independently.
     """
 
     default_lr: float = 1e-3
@@ -196,12 +197,6 @@ def discriminator_loss(real_logits: Tensor, fake_logits: Tensor, present: Tensor
         fake_logits, torch.zeros_like(fake_logits), reduction="none"
     )
     return ((real + fake) * missing).sum() / (2.0 * n)
-
-
-def critic_loss(values: Tensor, returns: Tensor, present: Tensor) -> Tensor:
-    """Mean squared error of ``b_t`` to the discounted return ``R_t`` on missing positions."""
-    missing = (~present).to(values.dtype)
-    return (((values - returns.detach()) ** 2) * missing).sum() / missing.sum().clamp(min=1.0)
 
 
 def check_compatible(
