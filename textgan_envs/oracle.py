@@ -161,7 +161,8 @@ class OracleLSTM(nn.Module):
         """Per-token ``log p(y_t | y_<t)`` ``[B, T]`` under the oracle (chunked over the batch)."""
         if tokens.dim() != 2:
             raise ValueError(f"tokens must be [B, T], got shape {tuple(tokens.shape)}")
-        batch_size = default_batch_rows(self.device) if batch_size is None else int(batch_size)
+        if batch_size is None:
+            batch_size = default_batch_rows(self.device, self.vocab_size)
         if tokens.shape[0] == 0:
             return torch.zeros(tokens.shape, device=self.device)
         parts = [sequence_log_probs(self, chunk) for chunk in tokens.split(batch_size)]
