@@ -40,7 +40,7 @@ class PPGNConfig:
     generator_epochs: int = 8
     """Epochs for each generator (DGN-AM G, joint G, noiseless joint G)."""
     dae_epochs: int = 8
-    """Epochs for the denoising autoencoders R(h) and R(x)."""
+    """Epochs for the denoising autoencoders R(h) and R(x) (0 leaves them untrained)."""
 
     image_weight: float = 1.0
     """Weight of the image reconstruction loss ||G(E(x)) - x||^2 (mean over pixels)."""
@@ -78,6 +78,10 @@ class PPGNConfig:
         for name in ("code_dim", "width", "dae_hidden", "batch_size", "num_classes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.classifier_epochs < 1:
+            raise ValueError(f"classifier_epochs must be >= 1, got {self.classifier_epochs}")
+        if min(self.generator_epochs, self.dae_epochs) < 0:
+            raise ValueError("generator_epochs and dae_epochs must be >= 0 (0 skips the stage)")
         if not 0.0 < self.valid_fraction < 1.0:
             raise ValueError(f"valid_fraction must lie in (0, 1), got {self.valid_fraction}")
 

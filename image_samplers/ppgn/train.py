@@ -376,6 +376,7 @@ def train_ppgn(
     if data.num_classes != config.num_classes:
         raise ValueError(f"data has {data.num_classes} classes but config has {config.num_classes}")
     names = stages(config)
+    torch.manual_seed(config.seed)
     models = PPGNModels.create(config, dev)
     stage_idx, epoch = 0, 0
     saved_opt: dict[str, Any] = {}
@@ -392,8 +393,6 @@ def train_ppgn(
         stage_idx, epoch = int(state["progress"]["stage"]), int(state["progress"]["epoch"])
         saved_opt = state.get("optimizers", {})
         set_rng_state(state["rng"])
-    else:
-        torch.manual_seed(config.seed)
     train_split, _ = data.split(config.valid_fraction, seed=config.seed)
     steps_per_epoch = len(train_split) // config.batch_size
     logger = MetricLogger(
@@ -428,29 +427,43 @@ def train_ppgn(
                     {f"{stage}/{k}": v for k, v in metrics.items()},
                 )
                 done = epoch == total
-                atomic_save(
-                    {
-                        "kind": CHECKPOINT_KIND,
-                        "version": CHECKPOINT_VERSION,
-                        "config": config.to_dict(),
-                        "data": data_spec,
-                        "models": models.state(),
-                        "optimizers": {}
-                        if done
-                        else {k: o.state_dict() for k, o in optimizers.items()},
-                        "progress": {
-                            "stage": stage_idx + 1 if done else stage_idx,
-                            "epoch": 0 if done else epoch,
-                        },
-                        "rng": rng_state(),
-                    },
-                    path,
-                )
+                _save(path, models, config, data_spec, optimizers, stage_idx, epoch, done)
+            if total == 0:  # a skipped stage still advances the recorded progress
+                _save(path, models, config, data_spec, optimizers, stage_idx, 0, True)
             bar.close()
             stage_idx, epoch = stage_idx + 1, 0
     finally:
         logger.close()
     return models.eval()
+
+
+def _save(
+    path: Path,
+    models: PPGNModels,
+    config: PPGNConfig,
+    data_spec: str,
+    optimizers: dict[str, torch.optim.Optimizer],
+    stage_idx: int,
+    epoch: int,
+    done: bool,
+) -> None:
+    """Atomic checkpoint of everything needed to resume after ``epoch`` of stage ``stage_idx``."""
+    atomic_save(
+        {
+            "kind": CHECKPOINT_KIND,
+            "version": CHECKPOINT_VERSION,
+            "config": config.to_dict(),
+            "data": data_spec,
+            "models": models.state(),
+            "optimizers": {} if done else {k: o.state_dict() for k, o in optimizers.items()},
+            "progress": {
+                "stage": stage_idx + 1 if done else stage_idx,
+                "epoch": 0 if done else epoch,
+            },
+            "rng": rng_state(),
+        },
+        path,
+    )
 
 
 def _global_step(config: PPGNConfig, stage_idx: int, epoch: int) -> int:
