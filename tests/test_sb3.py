@@ -11,6 +11,7 @@ import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
+import textgan_envs  # noqa: F401  (registers the ids)
 from agents.sb3 import (
     DiscriminatorUpdateCallback,
     SB3VecEnvAdapter,
@@ -172,3 +173,29 @@ def test_callback_updates_discriminator_during_learn() -> None:
     assert callback.last_stats is not None
     assert any(not torch.equal(a, b) for a, b in zip(before, d.parameters(), strict=True))
     assert not d.training
+
+
+def test_scalar_env_masks_reach_maskable_ppo_through_gym_make(tmp_path: Path) -> None:
+    pytest.importorskip("sb3_contrib")
+    from sb3_contrib.common.maskable.utils import get_action_masks, is_masking_supported
+
+    path = tmp_path / "c.txt"
+    path.write_text("a b c\n", encoding="utf-8")
+    env = gym.make("textgan/Corpus-v0", corpus_path=str(path), seq_len=4, discriminator="lstm")
+    assert is_masking_supported(env)
+    mask = get_action_masks(env)
+    assert mask.shape == (env.action_space.n,) and mask.tolist()[:5] == [
+        False,
+        False,
+        True,
+        True,
+        False,
+    ]
+    venv = DummyVecEnv(
+        [
+            lambda: gym.make(
+                "textgan/Corpus-v0", corpus_path=str(path), seq_len=4, discriminator="lstm"
+            )
+        ]
+    )
+    assert get_action_masks(venv).shape == (1, env.action_space.n)
