@@ -137,7 +137,7 @@ def quick(env: str = "textgan/Oracle-v0") -> BenchConfig:
     common.update(
         {
             "disc": "cnn",
-            "disc_kwargs": json.dumps(SMALL_CNN),
+            "disc_kwargs": dict(SMALL_CNN),
             "d_lr": 1e-3,
             "d_pretrain_steps": 5,
             "d_steps": 1,

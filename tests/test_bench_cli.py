@@ -1,0 +1,105 @@
+"""`textgan bench` command line: bad arguments rejected with clear messages, resume checks, a real tiny run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agents.bench import cli
+from agents.bench.presets import BenchConfig, preset
+
+TINY = [
+    "--seeds", "1", "--budget", "2", "--checkpoints", "1",
+    "--set", "vocab_size=30", "--set", "seq_len=6", "--set", "n_real=128", "--set", "n_valid=64",
+    "--set", "mle_epochs=1", "--set", "d_negatives=64", "--set", "d_pretrain_steps=1",
+    "--eval-set", "n_samples=64", "--eval-set", "n_bleu=16", "--eval-set", "n_refs=64",
+    "--eval-set", "temperatures=[0.8,1.2]", "--workers", "1", "--no-progress",
+]  # fmt: skip
+
+
+def _error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--agents", "mle,gpt"], "unknown agent(s) gpt; known agents: mle"),
+        (["--env", "textgan/Atari-v0"], "unknown env 'textgan/Atari-v0'"),
+        (["--seeds", "0"], "--seeds must be >= 1"),
+        (["--budget", "-3"], "--budget must be >= 1"),
+        (["--preset", "huge"], "unknown preset 'huge'"),
+        (["--env", "textgan/Corpus-v0"], "textgan/Corpus-v0 needs --corpus FILE"),
+        (
+            ["--oracle", "/nonexistent/oracle.npz"],
+            "--oracle /nonexistent/oracle.npz does not exist",
+        ),
+        (["--launcher", "slurm"], "unknown launcher 'slurm'"),
+        (["--set", "mle_epochs=0"], "mle_epochs must be >= 1"),
+        (["--set", "vocab_sise=10"], "vocab_sise"),
+        (["--agents", "mle,mle"], "agents are repeated"),
+    ],
+)
+def test_bad_arguments_are_rejected_with_a_clear_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    err = _error(capsys, ["--out", str(tmp_path / "b"), *extra])
+    assert message in err
+    assert not (tmp_path / "b").exists()  # nothing was started
+
+
+def test_resuming_with_a_different_configuration_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    saved = preset("quick")
+    (tmp_path / "config.json").write_text(json.dumps(saved.to_dict()))
+    err = _error(capsys, ["--out", str(tmp_path), "--budget", "7"])
+    assert "different configuration" in err and "budget: 40 -> 7" in err
+    # more seeds or agents extend the same bench instead
+    args = cli.build_parser().parse_args(
+        ["--out", str(tmp_path), "--seeds", "5", "--agents", "mle"]
+    )
+    cli.check_out_dir(tmp_path, cli.config_from_args(args))
+
+
+def test_presets_are_valid_and_state_their_shortcuts() -> None:
+    quick = preset("quick")
+    paper = preset("paper")
+    assert quick.common["vocab_size"] < paper.common["vocab_size"] == 5000
+    assert "V=500" in quick.notes[0]
+    assert (paper.common["mle_epochs"], paper.budget, paper.common["d_pretrain_steps"]) == (
+        120,
+        200,
+        50,
+    )
+    assert (paper.common["d_steps"], paper.common["d_epochs"]) == (5, 3)
+    assert BenchConfig.from_dict(quick.to_dict()) == quick
+    with pytest.raises(ValueError, match="seeds must be an integer >= 1"):
+        BenchConfig(seeds=0)
+
+
+@pytest.mark.slow
+def test_tiny_real_bench_end_to_end_and_rerun_is_free(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "bench"
+    assert cli.main(["--out", str(out), "--agents", "mle,reinforce", *TINY]) == 0
+    printed = capsys.readouterr().out
+    assert "| mle |" in printed and "| reinforce |" in printed
+    for name in [
+        "results.csv",
+        "sweep.csv",
+        "summary.md",
+        "config.json",
+        "learning_curves.png",
+        "quality_diversity_nll_oracle_nll_test.png",
+    ]:
+        assert (out / name).is_file(), name
+    first = (out / "cells" / "reinforce__seed0.json").read_text()
+    assert cli.main(["--out", str(out), "--agents", "mle,reinforce", *TINY]) == 0
+    assert (out / "cells" / "reinforce__seed0.json").read_text() == first  # not rerun
