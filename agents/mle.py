@@ -178,7 +178,7 @@ def train_mle(
         )
     try:
         if start_epoch == 1:
-            row = {"epoch": 0, "train_loss": float("nan"), "seconds": 0.0}
+            row = {"epoch": 0, "seconds": 0.0}
             row.update(evaluate(policy, cfg, oracle, valid_tokens))
             history.append(row)
             if logger is not None:
