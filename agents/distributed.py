@@ -59,6 +59,7 @@ __all__ = [
     "all_reduce_mean",
     "barrier",
     "broadcast_object",
+    "current_context",
     "gather_objects",
     "init_distributed",
     "main_logger",
@@ -209,6 +210,7 @@ def init_distributed(
     """
     if not dist.is_available():
         raise DistributedSetupError("this torch build has no torch.distributed support")
+    global _CONTEXT
     launch = read_launch_env(env)
     if launch is None:
         return DistContext(device=_pick_device(device, 0))
@@ -251,7 +253,22 @@ def init_distributed(
             f"group did not form within {timeout_s:g} s ({type(exc).__name__}: {exc}); "
             "did every rank start?"
         ) from exc
-    return DistContext(launch.rank, launch.world_size, launch.local_rank, dev, chosen)
+    _CONTEXT = DistContext(launch.rank, launch.world_size, launch.local_rank, dev, chosen)
+    return _CONTEXT
+
+
+_CONTEXT: DistContext | None = None
+
+
+def current_context() -> DistContext:
+    """The context :func:`init_distributed` set up, or a single-process CPU one.
+
+    Lets deep code (checkpoint writers, loggers) ask "am I rank 0?" without threading the
+    context through every signature.
+    """
+    if _CONTEXT is not None and dist.is_initialized():
+        return _CONTEXT
+    return DistContext()
 
 
 def barrier(ctx: DistContext, timeout_s: float | None = None) -> None:
@@ -275,10 +292,12 @@ def shutdown(ctx: DistContext, timeout_s: float | None = None) -> None:
     """
     if not ctx.distributed or not dist.is_initialized():
         return
+    global _CONTEXT
     try:
         barrier(ctx, timeout_s)
     finally:
         dist.destroy_process_group()
+        _CONTEXT = None
 
 
 def shard_seed(seed: int, rank: int) -> int:

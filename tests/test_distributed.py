@@ -31,6 +31,7 @@ from agents.distributed import (  # noqa: E402
     DistributedSetupError,
     RendezvousError,
     all_reduce_mean,
+    current_context,
     init_distributed,
     main_logger,
     on_main,
@@ -118,6 +119,7 @@ def flat_params(policy, disc) -> dict[str, torch.Tensor]:
 
 def worker_train(out_dir: Path, steps: int, resume: bool) -> None:
     ctx = init_distributed(timeout_s=60, rendezvous_timeout_s=60)
+    assert current_context() == ctx and ctx.backend == "gloo" and ctx.world_size == WORLD
     torch.set_num_threads(1)
     policy, disc = make_models()
     policy, disc = wrap_ddp(policy, ctx), wrap_ddp(disc, ctx)
@@ -338,6 +340,7 @@ def test_single_process_context_without_torchrun():
     ctx = init_distributed(env={}, device="cpu")
     assert ctx == DistContext(0, 1, 0, torch.device("cpu"), None)
     assert ctx.is_main and not ctx.distributed
+    assert current_context() == DistContext()
     policy, _ = make_models()
     assert wrap_ddp(policy, ctx) is policy
     assert float(all_reduce_mean(3.0, ctx)) == 3.0
