@@ -68,6 +68,7 @@ def _sync(device: torch.device) -> None:
 
 
 LAST_CPU_SECONDS = [math.nan]  # process CPU time of the best timed call (contention check)
+REPEATS = [2]  # timed calls per row (--repeats)
 
 
 def best_time(
@@ -142,7 +143,7 @@ def _oracle(device: torch.device):
 def row_oracle_sampling(device: torch.device, n: int = 10_000) -> Row:
     oracle = _oracle(device)
     gen = torch.Generator(device=device).manual_seed(0)
-    seconds = best_time(lambda: oracle.sample(n, generator=gen), device, repeats=2)
+    seconds = best_time(lambda: oracle.sample(n, generator=gen), device, repeats=REPEATS[0])
     e, h, v = oracle.emb_dim, oracle.hidden_dim, oracle.vocab_size
     return Row(
         f"oracle sampling {n} seq",
@@ -236,7 +237,7 @@ def row_vector_env(device: torch.device, num_envs: int = 256, episodes: int = 3)
         for a in actions:
             env.step(a)
 
-    seconds = best_time(run, device, repeats=2)
+    seconds = best_time(run, device, repeats=REPEATS[0])
     d_flops, d_bytes, _ = cnn_counts(env.discriminator)
     steps = episodes * T * num_envs
     return Row(
@@ -273,7 +274,7 @@ def row_began(device: torch.device, batch: int = 64) -> Row:
     counter = FlopCounterMode(display=False)
     with counter:
         step()
-    seconds = best_time(step, device, repeats=2)
+    seconds = best_time(step, device, repeats=REPEATS[0])
     params = sum(p.numel() for p in [*g.parameters(), *d.parameters()])
     return Row(
         f"BEGAN step, batch {batch}",
@@ -309,7 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", default=",".join(ROWS), help=f"subset of {','.join(ROWS)}")
     parser.add_argument("--disc-sequences", type=int, default=20_000)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--repeats", type=int, default=2, help="timed calls per row (best kept)")
     args = parser.parse_args(argv)
+    REPEATS[0] = max(1, args.repeats)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
