@@ -176,7 +176,10 @@ def row_generator_step(device: torch.device, batch: int = 64, rollouts: int = 16
     opt = torch.optim.Adam(policy.parameters(), lr=cfg.g_lr)
     gen = torch.Generator(device=device).manual_seed(0)
     seconds = best_time(
-        lambda: generator_step(setup, rollout, opt, cfg, None, gen, 1), device, repeats=2
+        lambda: generator_step(setup, rollout, opt, cfg, None, gen, 1),
+        device,
+        repeats=REPEATS[0],
+        warmup=0,
     )
     rows = batch * rollouts * T * (T - 1) // 2 + batch * (T - 1)  # rollout + teacher-forced steps
     scored = batch * rollouts * (T - 1) + batch
