@@ -59,7 +59,7 @@ def test_resuming_with_a_different_configuration_is_refused(
     saved = preset("quick")
     (tmp_path / "config.json").write_text(json.dumps(saved.to_dict()))
     err = _error(capsys, ["--out", str(tmp_path), "--budget", "7"])
-    assert "different configuration" in err and "budget: 40 -> 7" in err
+    assert "different configuration" in err and "budget: 50 -> 7" in err
     # more seeds or agents extend the same bench instead
     args = cli.build_parser().parse_args(
         ["--out", str(tmp_path), "--seeds", "5", "--agents", "mle"]

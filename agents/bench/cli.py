@@ -260,8 +260,13 @@ def run(
         "d_accuracy",
     ]
     pairs = ([("nll_oracle", "nll_test")] if oracle else []) + [("bleu4", "self_bleu4")]
-    table = write_report(out, bench.to_dict(), pre, cells, metrics, curves, pairs)
-    print(f"\n{table}\n\nwritten: {out / 'summary.md'}, results.csv, sweep.csv, PNG plots")
+    shown = ["nll_oracle", "nll_test", "bleu4", "self_bleu4", "d_accuracy"]
+    shown = [m for m in shown if m in metrics]
+    table = write_report(out, bench.to_dict(), pre, cells, metrics, curves, pairs, shown)
+    print(
+        f"\n{table}\n\nfull table, P(improvement over mle) and the temperature sweep: "
+        f"{out / 'summary.md'}; also results.csv, sweep.csv, PNG plots"
+    )
     return status
 
 

@@ -111,22 +111,17 @@ def _table(header: Sequence[str], body: Iterable[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def summary_markdown(
-    config: dict[str, Any],
-    pre_rows: Sequence[Row],
-    cell_rows: Sequence[Row],
-    metrics: Sequence[str],
-    sweep_pairs: Sequence[tuple[str, str]] = (),
-) -> tuple[str, str]:
-    """(summary.md text, the main table alone for printing)."""
+def final_table(pre_rows: Sequence[Row], cell_rows: Sequence[Row], metrics: Sequence[str]) -> str:
+    """Markdown table of the final checkpoints: IQM [95% CI] per agent and metric.
+
+    The first rows are the untrained and the MLE-pretrained generator (from pretraining).
+    """
     finals = final_rows(cell_rows)
     present = [m for m in metrics if any(_finite(r.get(m)) for r in [*finals, *pre_rows])]
-    table_metrics = [*present, "step", "wall_time"]
-    aggs = aggregate_by_agent(finals, table_metrics)
+    aggs = aggregate_by_agent(finals, [*present, "step", "wall_time"])
     refs = aggregate_by_agent(
         [{**r, "agent": name} for name, rs in reference_rows(pre_rows).items() for r in rs], present
     )
-    n_seeds = len({r["seed"] for r in finals}) or len({r["seed"] for r in pre_rows})
     header = [
         "agent",
         *[metric_label(m) + (" ↑" if higher_is_better(m) else " ↓") for m in present],
@@ -138,13 +133,27 @@ def summary_markdown(
     for agent in _agents_in_order(finals):
         per = aggs[agent]
         body.append(
-            [agent, *[per[m].format() if m in per else "" for m in table_metrics[:-2]]]
+            [agent, *[per[m].format() if m in per else "" for m in present]]
             + [
                 f"{per['step'].iqm:.0f}" if "step" in per else "",
                 per["wall_time"].format(1) if "wall_time" in per else "",
             ]
         )
-    main = _table(header, body)
+    return _table(header, body)
+
+
+def summary_markdown(
+    config: dict[str, Any],
+    pre_rows: Sequence[Row],
+    cell_rows: Sequence[Row],
+    metrics: Sequence[str],
+    sweep_pairs: Sequence[tuple[str, str]] = (),
+) -> str:
+    """The text of summary.md."""
+    finals = final_rows(cell_rows)
+    present = [m for m in metrics if any(_finite(r.get(m)) for r in [*finals, *pre_rows])]
+    n_seeds = len({r["seed"] for r in finals}) or len({r["seed"] for r in pre_rows})
+    main = final_table(pre_rows, cell_rows, metrics)
 
     parts = [f"# Bench summary: {config.get('env', '?')}", ""]
     notes = config.get("notes")
@@ -195,7 +204,7 @@ def summary_markdown(
         "`learning_curves.png`, `quality_diversity*.png`, `config.json`.",
         "",
     ]
-    return "\n".join(parts), main
+    return "\n".join(parts)
 
 
 def _sweep_table(sweep: Sequence[Row], quality: str, diversity: str) -> str:
@@ -332,16 +341,18 @@ def write_report(
     metrics: Sequence[str],
     curve_metrics: Sequence[str],
     sweep_pairs: Sequence[tuple[str, str]],
+    print_metrics: Sequence[str] | None = None,
 ) -> str:
-    """Write every output file; return the main summary table (for printing)."""
+    """Write every output file; return the final-checkpoint table of ``print_metrics`` (for printing)."""
     out_dir = Path(out_dir)
     train = [r for r in cell_rows if r.get("phase") == "train"]
     sweep = [r for r in cell_rows if r.get("phase") == "sweep"]
     write_csv(train, out_dir / "results.csv")
     write_csv(sweep, out_dir / "sweep.csv")
     write_csv(list(pre_rows), out_dir / "pretrain.csv")
-    text, main = summary_markdown(config, pre_rows, cell_rows, metrics, sweep_pairs)
+    text = summary_markdown(config, pre_rows, cell_rows, metrics, sweep_pairs)
     (out_dir / "summary.md").write_text(text)
+    main = final_table(pre_rows, cell_rows, metrics if print_metrics is None else print_metrics)
     plot_learning_curves(train, curve_metrics, out_dir / "learning_curves.png")
     for quality, diversity in sweep_pairs:
         plot_quality_diversity(
