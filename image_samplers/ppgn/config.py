@@ -59,6 +59,8 @@ class PPGNConfig:
     """Joint PPGN-h: weight of reconstructing the lower layer h1 = E1(x) from G(h+noise)."""
     joint_noise: float = 0.5
     """Joint PPGN-h: std of Gaussian noise on h, relative to the mean std of real codes."""
+    train_joint: bool = True
+    """Train the (noisy) joint generator; False keeps only what DGN-AM / PPGN-h / PPGN-x need."""
     train_noiseless_joint: bool = True
     """Also train the noiseless joint generator (same losses, joint_noise = 0)."""
 

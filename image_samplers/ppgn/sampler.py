@@ -78,32 +78,35 @@ class SamplerConfig:
             raise ValueError(f"clip range must be (low, high) with low < high, got {self.clip}")
 
 
-#: The five samplers compared in the paper. "published" marks values from the
-#: reference code (sampling scripts of Evolving-AI-Lab/ppgn: eps1=1e-5, eps2=1,
-#: eps3=1e-17, normalised step with lr=1, h clipped to its realistic range);
-#: the others keep that step rule and were set here for small MNIST models.
+#: The five samplers compared in the paper. All use the ``normalized`` step rule
+#: of the reference code (lr=1, h clipped to [0, max real code] as the reference
+#: clips fc6 to [0, 30]). :data:`PUBLISHED` lists the values taken from the paper /
+#: reference sampling scripts; the eps1/eps3 of ppgn-h, joint-ppgn-h and ppgn-x
+#: were set here by a small sweep on the MNIST models (see RESULTS.md, "PPGN").
+#: Unlike the reference (which back-propagates from the pre-softmax unit), the
+#: condition term is d log p(c | x) / dh.
 PRESETS: dict[str, SamplerConfig] = {
-    # DGN-AM: no learned prior (eps1 = 0), no noise; a small L2 decay is optional.
+    # DGN-AM: no learned prior (eps1 = 0), no noise; a small L2 decay (l2=) is optional.
     "dgn-am": SamplerConfig(
         space="h", prior="none", generator="dgn", epsilon1=0.0, epsilon2=1.0, epsilon3=0.0
     ),
-    # PPGN-x: DAE on images, chain in pixel space.
+    # PPGN-x: DAE on images, chain in pixel space (lr = mean |dx| per step, x in [-1, 1]).
     "ppgn-x": SamplerConfig(
         space="x",
         prior="dae_x",
         generator="none",
-        epsilon1=1.0,
+        epsilon1=0.1,
         epsilon2=1.0,
         epsilon3=0.02,
-        lr=0.02,
+        lr=0.05,
     ),
     # PPGN-h: the DGN-AM generator plus a DAE R(h) on the code.
     "ppgn-h": SamplerConfig(
-        space="h", prior="dae_h", generator="dgn", epsilon1=1.0, epsilon2=1.0, epsilon3=0.05
+        space="h", prior="dae_h", generator="dgn", epsilon1=0.01, epsilon2=1.0, epsilon3=0.05
     ),
     # Joint PPGN-h: R(h) = E(G(h)) with the jointly trained (noisy) generator.
     "joint-ppgn-h": SamplerConfig(
-        space="h", prior="joint", generator="joint", epsilon1=1.0, epsilon2=1.0, epsilon3=0.05
+        space="h", prior="joint", generator="joint", epsilon1=0.01, epsilon2=1.0, epsilon3=0.05
     ),
     # Noiseless Joint PPGN-h: published reference defaults.
     "noiseless-joint-ppgn-h": SamplerConfig(
@@ -115,9 +118,9 @@ PRESETS: dict[str, SamplerConfig] = {
         epsilon3=1e-17,
     ),
 }
-PUBLISHED = {
-    "dgn-am": "eps1=0, eps2=1, eps3=0",
-    "noiseless-joint-ppgn-h": "eps1=1e-5, eps2=1, eps3=1e-17",
+PUBLISHED: dict[str, str] = {
+    "dgn-am": "eps1=0 (no learned prior), eps3=0",
+    "noiseless-joint-ppgn-h": "eps1=1e-5, eps2=1, eps3=1e-17, normalised step, lr=1",
 }
 
 

@@ -48,10 +48,18 @@ GENERATORS = ("dgn", "joint", "noiseless_joint")
 
 def stages(config: PPGNConfig) -> list[str]:
     """Stage names for this config, in training order."""
-    names = ["classifier", "generator_dgn", "generator_joint"]
-    if config.train_noiseless_joint:
-        names.append("generator_noiseless_joint")
+    names = ["classifier"] + [f"generator_{g}" for g in generator_names(config)]
     return [*names, "dae_h", "dae_x"]
+
+
+def generator_names(config: PPGNConfig) -> list[str]:
+    """The generators this config trains (DGN-AM's always)."""
+    wanted = {
+        "dgn": True,
+        "joint": config.train_joint,
+        "noiseless_joint": config.train_noiseless_joint,
+    }
+    return [name for name in GENERATORS if wanted[name]]
 
 
 def stage_epochs(config: PPGNConfig, stage: str) -> int:
@@ -124,7 +132,7 @@ class PPGNModels:
 
     @classmethod
     def create(cls, config: PPGNConfig, device: torch.device) -> PPGNModels:
-        names = GENERATORS if config.train_noiseless_joint else GENERATORS[:2]
+        names = generator_names(config)
         return cls(
             config=config,
             classifier=Classifier(config).to(device),
