@@ -74,14 +74,18 @@ def _positive_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="textgan mle", description=__doc__.splitlines()[0])
+    parser = _Parser(
+        prog="textgan mle",
+        description="MLE-train the generator on samples of the synthetic oracle and score it.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     add = parser.add_argument
     add(
         "--oracle",
         default="seeded",
         help="'seeded' (a fresh N(0,1) oracle from --oracle-seed) or a path to oracle params .npz",
     )
-    add("--oracle-seed", type=int, default=88, help="seed of the 'seeded' oracle (default 88)")
+    add("--oracle-seed", type=int, default=88, help="seed of the 'seeded' oracle")
     add("--n-train", type=_positive_int, default=10_000, help="oracle samples to train on")
     add("--n-test", type=_positive_int, default=2_000, help="held-out oracle samples for NLL-test")
     add("--epochs", type=_non_negative_int, default=DEFAULT_EPOCHS, help="MLE epochs")
