@@ -1,0 +1,327 @@
+"""The BEGAN training loop: one D step, one G step, then the k_t controller; resumable bit for bit.
+
+Why it is shaped like this:
+- No host syncs per step: k_t stays a device tensor, losses are summed on the device and
+  read back (one ``.tolist()``) only every ``log_every`` steps.
+- The discriminator step runs D once on ``cat(x, G(z_D))`` with G under ``no_grad``;
+  the generator step freezes D's weights so only input gradients flow through it.
+- Channels-last activations and fused (or foreach) Adam where the build supports them.
+- Exact resume: the checkpoint holds both networks, both optimisers, k_t, the z
+  generator's state, the global RNG states and the data cursor (epoch, position);
+  every epoch's order is a pure function of (seed, epoch).
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from agents.checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state
+from image_samplers.began.config import BEGANConfig
+from image_samplers.began.losses import (
+    autoencoder_loss,
+    convergence_measure,
+    discriminator_loss,
+    generator_loss,
+    update_k,
+)
+from image_samplers.began.model import Discriminator, Generator, sample_z
+from image_samplers.data import ImageDataset, load_dataset, save_image_grid
+from textgan_envs.device import resolve_device
+
+CHECKPOINT = "checkpoint.pt"
+LOG_KEYS = ("loss_real", "loss_fake", "loss_d_fake", "k", "m_global")
+_REQUIRED = ("config", "step", "generator", "discriminator", "opt_g", "opt_d", "k", "z_rng")
+
+
+def make_adam(params: Any, config: BEGANConfig, device: torch.device) -> torch.optim.Adam:
+    """Adam with the fused kernel where this torch build has it for ``device``, else foreach."""
+    kwargs: dict[str, Any] = {"lr": config.lr, "betas": (config.beta1, config.beta2)}
+    if "fused" in inspect.signature(torch.optim.Adam).parameters:
+        try:
+            return torch.optim.Adam(params, fused=True, **kwargs)
+        except (RuntimeError, ValueError):
+            pass
+    return torch.optim.Adam(params, foreach=True, **kwargs)
+
+
+def epoch_order(num_images: int, seed: int, epoch: int) -> torch.Tensor:
+    """The data order of one epoch: a pure function of (seed, epoch), so resume needs no RNG state."""
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(num_images, generator=gen)
+
+
+class BEGANTrainer:
+    """Owns the networks, optimisers, k_t and data cursor; ``train()`` runs to ``config.steps``."""
+
+    def __init__(
+        self,
+        config: BEGANConfig,
+        out_dir: str | Path | None = None,
+        device: str | torch.device = "auto",
+        dataset: ImageDataset | None = None,
+    ) -> None:
+        self.config = config
+        self.device = resolve_device(device)
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        dataset = dataset if dataset is not None else load_dataset(config.data, config.image_size)
+        if dataset.image_size != config.image_size or dataset.images.shape[1] != config.channels:
+            raise ValueError(
+                f"dataset images are {tuple(dataset.images.shape[1:])}, config wants "
+                f"({config.channels}, {config.image_size}, {config.image_size})"
+            )
+        if len(dataset) < config.batch_size:
+            raise ValueError(f"dataset has {len(dataset)} images, fewer than one batch")
+        self.memory_format = (
+            torch.channels_last if config.channels_last else torch.contiguous_format
+        )
+        self.images = dataset.images.to(self.device).contiguous(memory_format=self.memory_format)
+
+        torch.manual_seed(config.seed)
+        self.generator = Generator(config).to(self.device, memory_format=self.memory_format)
+        self.discriminator = Discriminator(config).to(self.device, memory_format=self.memory_format)
+        self.opt_g = make_adam(self.generator.parameters(), config, self.device)
+        self.opt_d = make_adam(self.discriminator.parameters(), config, self.device)
+        self._g: Callable[[torch.Tensor], torch.Tensor] = self.generator
+        self._d: Callable[[torch.Tensor], torch.Tensor] = self.discriminator
+        if config.compile:
+            self._g = torch.compile(self.generator)
+            self._d = torch.compile(self.discriminator)
+
+        self.k = torch.zeros((), device=self.device)
+        self.step = 0
+        self.z_rng = torch.Generator(device=self.device).manual_seed(config.seed + 1)
+        self.fixed_z = sample_z(64, config.z_dim, torch.Generator().manual_seed(config.seed + 2))
+        self.fixed_z = self.fixed_z.to(self.device)
+        self.epoch = 0
+        self.position = 0
+        self._order = epoch_order(len(dataset), config.seed, 0).to(self.device)
+        self._sums = torch.zeros(len(LOG_KEYS), device=self.device)
+        self._window = 0
+
+    # ----------------------------------------------------------------- data
+    def _next_batch(self) -> torch.Tensor:
+        batch = self.config.batch_size
+        if self.position + batch > self.images.shape[0]:
+            self.epoch += 1
+            self.position = 0
+            self._order = epoch_order(self.images.shape[0], self.config.seed, self.epoch)
+            self._order = self._order.to(self.device)
+        index = self._order[self.position : self.position + batch]
+        self.position += batch
+        return self.images[index]
+
+    # ----------------------------------------------------------------- one step
+    def train_step(self) -> None:
+        """One discriminator update, one generator update, then k_{t+1}; no host sync."""
+        cfg = self.config
+        if cfg.lr_halve_every and self.step % cfg.lr_halve_every == 0:
+            for opt in (self.opt_g, self.opt_d):
+                for group in opt.param_groups:
+                    group["lr"] = cfg.lr_at(self.step)
+        x = self._next_batch()
+        batch = x.shape[0]
+        z_d = sample_z(batch, cfg.z_dim, self.z_rng, self.device)
+        z_g = sample_z(batch, cfg.z_dim, self.z_rng, self.device)
+
+        # Discriminator: L_D = L(x) - k_t L(G(z_D)); G gets no gradient here.
+        with torch.no_grad():
+            fake_d = self._g(z_d)
+        both = torch.cat([x, fake_d]).contiguous(memory_format=self.memory_format)
+        recon = self._d(both)
+        loss_real = autoencoder_loss(x, recon[:batch])
+        loss_d_fake = autoencoder_loss(fake_d, recon[batch:])
+        self.opt_d.zero_grad(set_to_none=True)
+        discriminator_loss(loss_real, loss_d_fake, self.k).backward()
+        self.opt_d.step()
+
+        # Generator: L_G = L(G(z_G)) through the updated, frozen D.
+        self.discriminator.requires_grad_(False)
+        fake_g = self._g(z_g)
+        loss_fake = autoencoder_loss(fake_g, self._d(fake_g))
+        self.opt_g.zero_grad(set_to_none=True)
+        generator_loss(loss_fake).backward()
+        self.opt_g.step()
+        self.discriminator.requires_grad_(True)
+
+        self.k = update_k(self.k, loss_real, loss_fake, cfg.gamma, cfg.lambda_k)
+        m_global = convergence_measure(loss_real, loss_fake, cfg.gamma)
+        self._sums += torch.stack(
+            [loss_real.detach(), loss_fake.detach(), loss_d_fake.detach(), self.k, m_global]
+        )
+        self._window += 1
+        self.step += 1
+
+    def pop_window(self) -> dict[str, float]:
+        """Means of the logged quantities since the last call (one host sync); k is the latest."""
+        values = (self._sums / max(self._window, 1)).tolist()
+        out = dict(zip(LOG_KEYS, values, strict=True))
+        out["k"] = float(self.k)
+        out["lr"] = self.config.lr_at(max(self.step - 1, 0))
+        self._sums.zero_()
+        self._window = 0
+        return out
+
+    # ----------------------------------------------------------------- run
+    def train(
+        self,
+        stop_at: int | None = None,
+        progress: bool = True,
+        tensorboard: bool = True,
+    ) -> dict[str, float]:
+        """Train until ``stop_at`` (default ``config.steps``), logging, sampling and checkpointing.
+
+        On KeyboardInterrupt the last completed step is checkpointed before re-raising.
+        Returns the last logged window.
+        """
+        from tqdm.auto import tqdm
+
+        cfg = self.config
+        end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
+        logger = None
+        if self.out_dir is not None:
+            from agents.metric_log import MetricLogger
+
+            logger = MetricLogger(
+                self.out_dir,
+                "metrics",
+                tensorboard=tensorboard,
+                resume_from_step=self.step if self.step > 0 else None,
+            )
+        last: dict[str, float] = {}
+        bar = tqdm(total=end, initial=self.step, disable=not progress, desc="BEGAN", unit="step")
+        tick, tick_step = time.perf_counter(), self.step
+        try:
+            while self.step < end:
+                self.train_step()
+                step = self.step
+                if step % cfg.log_every == 0 or step == cfg.steps:
+                    last = self.pop_window()
+                    now = time.perf_counter()
+                    last["images_per_s"] = (
+                        (step - tick_step) * cfg.batch_size / max(now - tick, 1e-9)
+                    )
+                    tick, tick_step = now, step
+                    bar.set_postfix(M=f"{last['m_global']:.4f}", k=f"{last['k']:.4f}")
+                    if logger is not None:
+                        logger.log(step, last)
+                bar.update(1)
+                if self.out_dir is None:
+                    continue
+                if cfg.sample_every and step % cfg.sample_every == 0:
+                    self.save_samples(self.out_dir / "samples" / f"step_{step:07d}.png")
+                if cfg.snapshot_every and step % cfg.snapshot_every == 0:
+                    self.save_snapshot(self.out_dir / "snapshots" / f"G_{step:07d}.pt")
+                if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == end:
+                    self.save(self.out_dir / CHECKPOINT)
+        except KeyboardInterrupt:
+            if self.out_dir is not None:
+                self.save(self.out_dir / CHECKPOINT)
+            raise
+        finally:
+            bar.close()
+            if logger is not None:
+                logger.close()
+        return last
+
+    # ----------------------------------------------------------------- outputs
+    @torch.no_grad()
+    def save_samples(self, path: Path) -> Path:
+        self.generator.eval()
+        images = self.generator(self.fixed_z)
+        self.generator.train()
+        return save_image_grid(images, path, nrow=8)
+
+    def save_snapshot(self, path: Path) -> Path:
+        return atomic_save(
+            {
+                "config": self.config.to_dict(),
+                "step": self.step,
+                "generator": self.generator.state_dict(),
+            },
+            path,
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "began",
+            "config": self.config.to_dict(),
+            "step": self.step,
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "k": self.k.detach().cpu(),
+            "z_rng": self.z_rng.get_state(),
+            "rng": rng_state(),
+            "fixed_z": self.fixed_z.cpu(),
+            "epoch": self.epoch,
+            "position": self.position,
+            "sums": self._sums.cpu(),
+            "window": self._window,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        return atomic_save(self.state_dict(), path)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.load_state_dict(state["generator"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.k = state["k"].to(self.device)
+        self.step = int(state["step"])
+        self.z_rng.set_state(state["z_rng"])
+        if "rng" in state:
+            set_rng_state(state["rng"])
+        self.fixed_z = state["fixed_z"].to(self.device)
+        self.epoch = int(state["epoch"])
+        self.position = int(state["position"])
+        self._order = epoch_order(self.images.shape[0], self.config.seed, self.epoch)
+        self._order = self._order.to(self.device)
+        self._sums = state["sums"].to(self.device)
+        self._window = int(state["window"])
+
+    @classmethod
+    def resume(
+        cls,
+        out_dir: str | Path,
+        device: str | torch.device = "auto",
+        dataset: ImageDataset | None = None,
+        **overrides: Any,
+    ) -> BEGANTrainer:
+        """Rebuild a trainer from ``out_dir/checkpoint.pt``; ``overrides`` may extend ``steps``."""
+        out_dir = Path(out_dir)
+        state = load_checkpoint(out_dir / CHECKPOINT, required_keys=_REQUIRED)
+        config = BEGANConfig.from_dict({**state["config"], **overrides})
+        trainer = cls(config, out_dir=out_dir, device=device, dataset=dataset)
+        trainer.load_state_dict(state)
+        return trainer
+
+
+def load_generator(
+    path: str | Path, device: str | torch.device = "auto"
+) -> tuple[Generator, BEGANConfig, int]:
+    """A generator (eval mode) from a run directory, checkpoint or snapshot file."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT
+    state = load_checkpoint(path, required_keys=("config", "generator", "step"))
+    config = BEGANConfig.from_dict(state["config"])
+    generator = Generator(config)
+    generator.load_state_dict(state["generator"])
+    return generator.to(resolve_device(device)).eval(), config, int(state["step"])
+
+
+@torch.no_grad()
+def generate(generator: nn.Module, n: int, seed: int = 0, batch_size: int = 500) -> torch.Tensor:
+    """``n`` samples (on CPU) from seeded z ~ U(-1, 1)."""
+    device = next(generator.parameters()).device
+    z = sample_z(n, generator.z_dim, torch.Generator().manual_seed(seed))
+    return torch.cat([generator(chunk.to(device)).cpu() for chunk in z.split(batch_size)])
