@@ -3,14 +3,18 @@
 from gymnasium.envs.registration import register, registry
 
 _ENVS = {
-    "textgan/Oracle-v0": ("OracleEnv", "OracleVectorEnv"),
-    "textgan/Corpus-v0": ("CorpusEnv", "CorpusVectorEnv"),
+    "textgan/Oracle-v0": ("textgan_envs.envs:OracleEnv", "textgan_envs.envs:OracleVectorEnv"),
+    "textgan/Corpus-v0": ("textgan_envs.envs:CorpusEnv", "textgan_envs.envs:CorpusVectorEnv"),
+    "textgan/FillInBlank-v0": (
+        "textgan_envs.envs.fill_in_blank:FillInTheBlankEnv",
+        "textgan_envs.envs.fill_in_blank:FillInTheBlankVectorEnv",
+    ),
 }
 
 for _env_id, (_scalar, _vector) in _ENVS.items():
     if _env_id not in registry:
         register(
             id=_env_id,
-            entry_point=f"textgan_envs.envs:{_scalar}",
-            vector_entry_point=f"textgan_envs.envs:{_vector}",
+            entry_point=_scalar,
+            vector_entry_point=_vector,
         )

@@ -267,7 +267,7 @@ class _FillInBlankBase:
 class FillInTheBlankEnv(_FillInBlankBase, gym.Env):
     """One fill-in-the-blank episode at a time (see the module docstring)."""
 
-    metadata = {"render_modes": ["ansi"]}
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
 
     def __init__(
         self,
@@ -411,14 +411,3 @@ class FillInTheBlankVectorEnv(_FillInBlankBase, VectorEnv):
 
 
 ENV_ID = "textgan/FillInBlank-v0"
-
-
-def register() -> None:
-    """Register ``textgan/FillInBlank-v0`` (single and vector entry points); safe to call twice."""
-    if ENV_ID in gym.registry:
-        return
-    gym.register(
-        id=ENV_ID,
-        entry_point="textgan_envs.envs.fill_in_blank:FillInTheBlankEnv",
-        vector_entry_point="textgan_envs.envs.fill_in_blank:FillInTheBlankVectorEnv",
-    )
