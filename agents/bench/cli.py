@@ -252,6 +252,7 @@ def run(
         status = 1
     pre = [r for r in pre if r["seed"] in seeds]
     cells = [r for r in cells if r["seed"] in seeds and r["agent"] in bench.agents]
+    cells.sort(key=lambda r: bench.agents.index(r["agent"]))  # stable: keeps checkpoint order
     oracle = bench.env == "textgan/Oracle-v0"
     metrics = ORACLE_METRICS if oracle else CORPUS_METRICS
     curves = (["nll_oracle", "nll_test"] if oracle else ["nll_test"]) + [

@@ -245,6 +245,7 @@ def _plt():
 def plot_learning_curves(rows: Sequence[Row], metrics: Sequence[str], path: Path) -> Path | None:
     """One panel per metric: IQM over seeds against generator updates, 95% CI band."""
     train = [r for r in rows if r.get("phase") == "train"]
+    colors = {a: f"C{i}" for i, a in enumerate(_agents_in_order(train))}
     metrics = [m for m in metrics if any(_finite(r.get(m)) for r in train)]
     if not metrics:
         return None
@@ -262,20 +263,19 @@ def plot_learning_curves(rows: Sequence[Row], metrics: Sequence[str], path: Path
                 continue
             steps = sorted(by_step)
             aggs = [aggregate(by_step[s]) for s in steps]
-            line = ax.plot(steps, [a.iqm for a in aggs], marker="o", ms=3, label=agent)[0]
+            ax.plot(
+                steps, [a.iqm for a in aggs], marker="o", ms=3, label=agent, color=colors[agent]
+            )
             ax.fill_between(
-                steps,
-                [a.low for a in aggs],
-                [a.high for a in aggs],
-                color=line.get_color(),
-                alpha=0.2,
+                steps, [a.low for a in aggs], [a.high for a in aggs], color=colors[agent], alpha=0.2
             )
         ax.set_xlabel("generator updates")
         ax.set_ylabel(metric_label(metric))
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(metrics) :]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=8)
+    handles = [plt.Line2D([], [], color=c, marker="o", ms=3, label=a) for a, c in colors.items()]
+    axes.flat[0].legend(handles=handles, fontsize=8)
     fig.suptitle("Learning curves (IQM over seeds, 95% bootstrap CI)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
