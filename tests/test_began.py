@@ -26,15 +26,6 @@ from image_samplers.data import load_digits
 T = torch.tensor
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small convolutions run faster on one thread, and far faster on a shared, busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ---------------------------------------------------------------- losses and controller
 def test_update_k_proportional_step() -> None:
     k = update_k(T(0.5), T(0.2), T(0.05), gamma=0.5, lambda_k=0.1)
@@ -211,3 +202,41 @@ def test_train_reports_falling_loss_real() -> None:
     first, last = windows[0]["loss_real"], windows[-1]["loss_real"]
     assert last < 0.7 * first, [w["loss_real"] for w in windows]
     assert all(0.0 <= w["k"] <= 1.0 for w in windows)
+
+
+# ---------------------------------------------------------------- command line
+def test_cli_rejects_bad_values_with_field_name(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from image_samplers.began.cli import main
+
+    assert main(["train", "--gamma", "1.5", "--out", str(tmp_path / "a")]) == 2
+    assert "BEGANConfig.gamma=1.5" in capsys.readouterr().err
+    assert main(["train", "--image-size", "24", "--out", str(tmp_path / "b")]) == 2
+    assert "BEGANConfig.image_size=24" in capsys.readouterr().err
+    assert main(["train", "--steps", "-3", "--out", str(tmp_path / "c")]) == 2
+    assert "BEGANConfig.steps=-3" in capsys.readouterr().err
+    assert main(["train", "--resume", "--out", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_train_resume_sample_interpolate(tmp_path: Path) -> None:
+    import matplotlib.image as mpimg
+
+    from image_samplers.began.cli import main
+
+    run = tmp_path / "run"
+    common = ["--image-size", "8", "--num-filters", "4", "--z-dim", "8", "--h-dim", "8"]
+    args = ["train", "--out", str(run), *common, "--log-every", "2", "--sample-every", "2"]
+    assert main([*args, "--steps", "3", "--no-progress"]) == 0
+    assert main(["train", "--out", str(run), "--resume", "--steps", "4", "--no-progress"]) == 0
+    rows = _csv_rows(run / "metrics.csv")
+    assert [row["step"] for row in rows] == ["2", "3", "4"]
+    assert {"loss_real", "loss_fake", "k", "m_global"} <= rows[0].keys()
+    assert (run / "samples" / "step_0000004.png").is_file()
+    assert main(["sample", "--run", str(run), "-n", "6", "--nrow", "3", "--device", "cpu"]) == 0
+    grid = mpimg.imread(run / "sample_step4.png")
+    assert grid.shape[:2] == (1 + 2 * 9, 1 + 3 * 9)
+    assert main(["interpolate", "--run", str(run), "--rows", "2", "--frames", "5"]) == 0
+    strip = mpimg.imread(run / "interpolation_step4.png")
+    assert strip.shape[:2] == (1 + 2 * 9, 1 + 5 * 9)

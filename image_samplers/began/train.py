@@ -78,9 +78,10 @@ class BEGANTrainer:
             )
         if len(dataset) < config.batch_size:
             raise ValueError(f"dataset has {len(dataset)} images, fewer than one batch")
-        self.memory_format = (
-            torch.channels_last if config.channels_last else torch.contiguous_format
-        )
+        channels_last = config.channels_last
+        if channels_last is None:
+            channels_last = self.device.type == "cuda"
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.images = dataset.images.to(self.device).contiguous(memory_format=self.memory_format)
 
         torch.manual_seed(config.seed)
