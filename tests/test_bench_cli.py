@@ -103,3 +103,15 @@ def test_tiny_real_bench_end_to_end_and_rerun_is_free(
     first = (out / "cells" / "reinforce__seed0.json").read_text()
     assert cli.main(["--out", str(out), "--agents", "mle,reinforce", *TINY]) == 0
     assert (out / "cells" / "reinforce__seed0.json").read_text() == first  # not rerun
+    # a cell killed after its last segment trained but before it was recorded resumes exactly
+    for agent in ("mle", "reinforce"):
+        cell = out / "cells" / f"{agent}__seed0.json"
+        before = json.loads(cell.read_text())["rows"]
+        progress = out / "runs" / f"{agent}__seed0" / "bench_progress.json"
+        state = json.loads(progress.read_text())
+        state["rows"] = state["rows"][:-1]
+        progress.write_text(json.dumps(state))
+        cell.unlink()
+        assert cli.main(["--out", str(out), "--agents", "mle,reinforce", *TINY]) == 0
+        after = json.loads(cell.read_text())["rows"]
+        assert [r["nll_oracle"] for r in after] == [r["nll_oracle"] for r in before]

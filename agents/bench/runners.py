@@ -321,7 +321,7 @@ class BenchRunner:
     ):
         """Continued MLE: ``budget`` Adam steps on batches of ``batch_size`` real sequences."""
         from agents.checkpoint import atomic_save, load_checkpoint
-        from agents.mle import mle_loss
+        from agents.mle import MLEConfig, mle_loss
 
         common = _common_config(self.cfg, seed, out_dir)
         optimizer = torch.optim.Adam(policy.parameters(), lr=common.mle_lr)
@@ -329,16 +329,16 @@ class BenchRunner:
         gen = torch.Generator().manual_seed(seed + 20)
         ckpt = out_dir / "mle_bench_checkpoint.pt"
         step = 0
-        if ckpt.exists() and progress["rows"][-1]["step"] > 0:
+        if ckpt.exists():
             state = load_checkpoint(ckpt, ["policy", "optimizer", "gen", "step"])
             policy.load_state_dict(state["policy"])
             optimizer.load_state_dict(state["optimizer"])
             gen.set_state(state["gen"])
             step = int(state["step"])
         real = task.real.to(policy.device)
-        clip = 5.0
+        recorded = progress["rows"][-1]["step"]
         for target in _segments(budget, self.cfg.n_checkpoints):
-            if target <= step:
+            if target <= recorded:
                 continue
             start = time.perf_counter()
             policy.train()
@@ -348,26 +348,26 @@ class BenchRunner:
                 loss = mle_loss(policy, real[idx.to(real.device)])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(policy.parameters(), clip)
+                torch.nn.utils.clip_grad_norm_(policy.parameters(), MLEConfig().grad_clip)
                 optimizer.step()
                 losses.append(float(loss.detach()))
                 step += 1
             elapsed = progress["wall"] + time.perf_counter() - start
-            atomic_save(
-                {
+            if losses:  # else the checkpoint was already at this segment (killed before recording)
+                state = {
                     "policy": policy.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "gen": gen.get_state(),
                     "step": step,
-                },
-                ckpt,
-            )
+                    "loss": sum(losses) / len(losses),
+                }
+                atomic_save(state, ckpt)
             self._record(
                 policy,
                 seed,
                 step,
                 elapsed,
-                {"train_loss": sum(losses) / len(losses)},
+                {"train_loss": load_checkpoint(ckpt, ["loss"])["loss"]},
                 task,
                 progress,
                 progress_path,
