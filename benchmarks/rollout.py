@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
         work.pop("discriminator CNN")
     total_flops = sum(work.values())
     print(
-        f"device={device} threads={torch.get_num_threads()} B={B} T={T} V={V} H={H} N={N} disc=SeqGAN CNN"
+        f"device={device} threads={torch.get_num_threads()} B={B} T={T} V={V} H={H} N={N} score={args.score}"
     )
     print()
     print("| variant | generator step (s) | sampling + Q (s) | speed-up (step) |")
