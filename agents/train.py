@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import os
+import subprocess
 import sys
 from dataclasses import dataclass
 
@@ -84,20 +86,68 @@ def build_parser() -> argparse.ArgumentParser:
         help="override one config value (repeatable; JSON-parsed when possible)",
     )
     parser.add_argument("--out", default=None, help="run directory (config key out_dir)")
+    parser.add_argument(
+        "--corpus",
+        default=None,
+        help="training text file, one sentence per line (config key corpus_path)",
+    )
     parser.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     parser.add_argument(
         "--print-config", action="store_true", help="print the resolved config and exit"
     )
+    parser.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join the data-parallel job torchrun started (implied when WORLD_SIZE is set)",
+    )
+    parser.add_argument(
+        "--nproc-per-node",
+        type=int,
+        default=None,
+        metavar="N",
+        help="launch N data-parallel processes on this machine with torchrun (one per GPU)",
+    )
+    parser.add_argument(
+        "--dist-timeout",
+        type=float,
+        default=1800.0,
+        help="seconds any rank waits in a collective (also bounds rank-0-only pre-training)",
+    )
     return parser
 
 
+def _relaunch_under_torchrun(nproc: int, argv: list[str]) -> int:
+    """``textgan train --nproc-per-node N ...`` -> ``torchrun --standalone --nproc_per_node=N``."""
+    rest, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc-per-node":
+            skip = True
+        elif not arg.startswith("--nproc-per-node="):
+            rest.append(arg)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd += [f"--nproc_per_node={nproc}", "-m", "agents.train", *rest, "--distributed"]
+    return subprocess.call(cmd)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    if args.nproc_per_node is not None:
+        if args.nproc_per_node < 1:
+            print("textgan train: error: --nproc-per-node must be >= 1", file=sys.stderr)
+            return 2
+        return _relaunch_under_torchrun(args.nproc_per_node, argv)
     try:
         config_cls, train_fn = resolve_agent(args.agent)
         names = {f.name for f in dataclasses.fields(config_cls)}
         extra = {}
-        for key, value in (("env_id", args.env), ("out_dir", args.out)):
+        for key, value in (
+            ("env_id", args.env),
+            ("out_dir", args.out),
+            ("corpus_path", args.corpus),
+        ):
             if value is not None:
                 if key not in names:
                     raise ConfigError(f"agent {args.agent!r} has no config key {key!r}")
@@ -111,11 +161,26 @@ def main(argv: list[str] | None = None) -> int:
 
         print(json.dumps(dataclasses.asdict(cfg), indent=2, sort_keys=True))
         return 0
+    ctx = None
+    if args.distributed or "WORLD_SIZE" in os.environ:
+        from agents.distributed import DistributedSetupError, init_distributed
+
+        try:
+            ctx = init_distributed(timeout_s=args.dist_timeout)
+        except DistributedSetupError as exc:
+            print(f"textgan train: error: {exc}", file=sys.stderr)
+            return 2
     try:
         metrics = train_fn(cfg, resume=args.resume)
     except (tr.RunDirError, CheckpointError, tr.NonFiniteError) as exc:
         print(f"textgan train: error: {exc}", file=sys.stderr)
-        return 1
+        return 1  # non-zero exit: torchrun then stops the other ranks
+    if ctx is not None:
+        from agents.distributed import shutdown
+
+        shutdown(ctx)
+        if not ctx.is_main:
+            return 0
     if metrics:
         summary = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float))
         print(f"done: {summary}")

@@ -38,6 +38,15 @@ from agents.checkpoint import (
     set_rng_state,
 )
 from agents.config import build_config, config_to_dict
+from agents.distributed import (
+    NullLogger,
+    barrier,
+    broadcast_object,
+    current_context,
+    gather_objects,
+    shard_seed,
+    wrap_ddp,
+)
 from agents.metric_log import MetricLogger
 from textgan_envs.device import resolve_device
 
@@ -71,16 +80,25 @@ class RunState:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch global RNGs (explicit generators are seeded by their owners)."""
+    """Seed Python, NumPy and torch global RNGs (explicit generators are seeded by their owners).
+
+    In a data-parallel run every rank gets its own seed (rank 0 keeps ``seed``).
+    """
+    seed = shard_seed(seed, current_context().rank)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
 def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
-    """A ``torch.Generator`` on ``device`` seeded with ``seed`` (one per independent random stream)."""
+    """A ``torch.Generator`` on ``device`` seeded with ``seed`` (one per independent random stream).
+
+    Seeds are sharded per rank in a data-parallel run, so ranks draw different samples; rank 0's
+    streams are those of a single-process run. (Weights start identical anyway: DDP broadcasts
+    rank 0's.)
+    """
     gen = torch.Generator(device=device)
-    gen.manual_seed(int(seed))
+    gen.manual_seed(shard_seed(int(seed), current_context().rank))
     return gen
 
 
@@ -111,9 +129,11 @@ def prepare_run_dir(out_dir: str | Path, cfg: Any, agent: str, resume: bool) -> 
         if diffs:
             details = ", ".join(f"{k}: {saved.get(k)!r} -> {resolved.get(k)!r}" for k in diffs)
             raise RunDirError(f"cannot resume {run_dir} with a different config ({details})")
-    tmp = config_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(resolved, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, config_path)
+    if current_context().is_main:
+        tmp = config_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(resolved, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, config_path)
+    barrier(current_context())
     return run_dir
 
 
@@ -133,7 +153,19 @@ def save_run_checkpoint(
     generators: Mapping[str, torch.Generator],
     agent: str,
 ) -> Path:
-    """Write modules, optimisers, generator states, global RNGs and ``state`` atomically."""
+    """Write modules, optimisers, generator states, global RNGs and ``state`` atomically.
+
+    Collective in a data-parallel run: every rank calls it, rank 0 writes (with every rank's
+    random streams, so a resumed run continues each of them), the others wait for the file.
+    """
+    ctx = current_context()
+    per_rank = gather_objects(
+        {"generators": {n: g.get_state() for n, g in generators.items()}, "rng": rng_state()}, ctx
+    )
+    path = Path(run_dir) / CHECKPOINT_NAME
+    if not ctx.is_main:
+        barrier(ctx)
+        return path
     payload = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
@@ -148,7 +180,12 @@ def save_run_checkpoint(
     policy = modules.get("policy")
     if policy is not None and hasattr(policy, "config"):
         payload["policy_config"] = policy.config()  # lets `textgan sample` rebuild the generator
-    return atomic_save(payload, Path(run_dir) / CHECKPOINT_NAME)
+    if ctx.distributed:
+        payload["world_size"] = ctx.world_size
+        payload["rank_states"] = per_rank
+    atomic_save(payload, path)
+    barrier(ctx)
+    return path
 
 
 def load_run_checkpoint(
@@ -185,6 +222,17 @@ def load_run_checkpoint(
     for name, gen in generators.items():
         gen.set_state(ckpt["generators"][name].to("cpu"))
     set_rng_state(ckpt["rng"])
+    ctx = current_context()
+    if ctx.distributed:
+        if ckpt.get("world_size") != ctx.world_size:
+            raise CheckpointError(
+                f"{path} was written by a run with {ckpt.get('world_size', 1)} process(es); "
+                f"resume it with the same number (this run has {ctx.world_size})"
+            )
+        mine = ckpt["rank_states"][ctx.rank]
+        for name, gen in generators.items():
+            gen.set_state(mine["generators"][name].to("cpu"))
+        set_rng_state(mine["rng"])
     return RunState(step=int(ckpt["step"]), scalars=dict(ckpt.get("scalars", {})))
 
 
@@ -221,7 +269,12 @@ def grad_global_norm(parameters) -> float:
 def open_logger(
     run_dir: str | Path, state: RunState, resumed: bool, tensorboard: bool
 ) -> MetricLogger:
-    """``metrics.csv`` (+ TensorBoard) in ``run_dir``; a resumed run drops rows past its checkpoint."""
+    """``metrics.csv`` (+ TensorBoard) in ``run_dir``; a resumed run drops rows past its checkpoint.
+
+    Ranks other than 0 get a logger that writes nothing.
+    """
+    if not current_context().is_main:
+        return NullLogger()
     return MetricLogger(
         run_dir,
         name="metrics",
@@ -407,7 +460,9 @@ def build_setup(cfg: CommonConfig, run_dir: Path, resume: bool) -> Setup:
     d_opt = make_discriminator_optimizer(disc, cfg.d_lr)
     setup = Setup(device, policy, disc, d_opt, real, valid, oracle, vocab)
     if resume and has_checkpoint(run_dir):
-        return setup
+        return _distribute(setup)
+    if not current_context().is_main:  # rank 0 pre-trains alone; the others get its result
+        return _distribute(setup)
 
     if cfg.mle_epochs > 0:
         from agents.mle import MLEConfig, train_mle
@@ -436,6 +491,20 @@ def build_setup(cfg: CommonConfig, run_dir: Path, resume: bool) -> Setup:
     sample_gen = make_generator(cfg.seed + 5, device)
     for _ in range(cfg.d_pretrain_steps):
         discriminator_round(setup, cfg, sample_gen, d_gen)
+    return _distribute(setup)
+
+
+def _distribute(setup: Setup) -> Setup:
+    """Wrap policy and discriminator for DDP (rank 0's weights and D-optimiser state everywhere).
+
+    A no-op in a single-process run. Collective: every rank must call it.
+    """
+    ctx = current_context()
+    if not ctx.distributed:
+        return setup
+    setup.d_optimizer.load_state_dict(broadcast_object(setup.d_optimizer.state_dict(), ctx))
+    setup.policy = wrap_ddp(setup.policy, ctx)  # DDP broadcasts rank 0's parameters
+    setup.discriminator = wrap_ddp(setup.discriminator, ctx)
     return setup
 
 
@@ -544,8 +613,9 @@ def adversarial_loop(
     every ``checkpoint_every`` iterations and at the end. ``generator_update`` must call
     :func:`check_finite` on its rewards/weights/loss so a NaN stops the run before any save.
     """
+    is_main = current_context().is_main
     logger = open_logger(run_dir, state, resumed, cfg.tensorboard)
-    bar = progress_bar(cfg.total_steps, state.step, cfg.progress, agent)
+    bar = progress_bar(cfg.total_steps, state.step, cfg.progress and is_main, agent)
     metrics: dict[str, float] = {}
     try:
         while state.step < cfg.total_steps:
@@ -556,8 +626,10 @@ def adversarial_loop(
                 d = discriminator_round(setup, cfg, generators["sample"], generators["shuffle"])
                 check_finite("discriminator loss", d["loss"], step)
                 metrics.update({"d_loss": d["loss"], "d_accuracy": d["accuracy"]})
-            if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.total_steps:
-                metrics.update(evaluate(setup, cfg, step))
+            if is_main and (
+                (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.total_steps
+            ):
+                metrics.update(evaluate(setup, cfg, step))  # no_grad: no collective inside
             else:  # same columns on every row: the CSV is never rewritten mid-run
                 metrics.update(dict.fromkeys(eval_keys(setup), float("nan")))
             state.step = step
