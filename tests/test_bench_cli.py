@@ -81,6 +81,9 @@ def test_presets_are_valid_and_state_their_shortcuts() -> None:
     assert BenchConfig.from_dict(quick.to_dict()) == quick
     with pytest.raises(ValueError, match="seeds must be an integer >= 1"):
         BenchConfig(seeds=0)
+    for name in ("quick", "paper"):  # every agent config of both presets is accepted by the agents
+        args = cli.build_parser().parse_args(["--out", "unused", "--preset", name])
+        assert cli.config_from_args(args).preset == name
 
 
 @pytest.mark.slow

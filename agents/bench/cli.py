@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="textgan bench",
         description="Benchmark policy-gradient variants against MLE over seeds "
-        "(IQM and 95%% stratified-bootstrap CIs, quality-diversity temperature sweep).",
+        "(IQM and 95% stratified-bootstrap CIs, quality-diversity temperature sweep).",
     )
     p.add_argument("--out", required=True, help="output directory (resumed if it exists)")
     p.add_argument("--preset", default="quick", help=f"one of {', '.join(PRESETS)} (default quick)")
