@@ -89,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--launcher", default="process", help="process (default) or ray")
     p.add_argument("--device", default=None, help="cpu, cuda or auto (default cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="only rewrite the outputs from the cells finished so far (runs nothing)",
+    )
     return p
 
 
@@ -204,6 +209,14 @@ def check_out_dir(out: Path, bench: BenchConfig) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.report_only:  # the saved config defines the bench; other options are ignored
+        saved = Path(args.out) / "config.json"
+        if not saved.exists():
+            parser.error(f"--report-only: {args.out} holds no bench (no config.json)")
+        from agents.bench.grid import load_finished
+
+        bench = BenchConfig.from_dict(json.loads(saved.read_text()))
+        return report(bench, Path(args.out), *load_finished(Path(args.out)))
     try:
         bench = config_from_args(args)
         out = Path(args.out)
@@ -224,7 +237,6 @@ def run(
 ) -> int:
     """Run (or resume) the bench in ``out``, write every output, print the summary table."""
     from agents.bench.grid import GridError, run_grid
-    from agents.bench.report import write_report
     from agents.bench.runners import BenchRunner
 
     out.mkdir(parents=True, exist_ok=True)
@@ -250,6 +262,14 @@ def run(
 
         pre, cells = load_finished(out)
         status = 1
+    return max(status, report(bench, out, pre, cells))
+
+
+def report(bench: BenchConfig, out: Path, pre: list, cells: list) -> int:
+    """Write summary.md, CSVs and plots from the recorded rows; print the main table."""
+    from agents.bench.report import write_report
+
+    seeds = list(range(bench.seeds))
     pre = [r for r in pre if r["seed"] in seeds]
     cells = [r for r in cells if r["seed"] in seeds and r["agent"] in bench.agents]
     cells.sort(key=lambda r: bench.agents.index(r["agent"]))  # stable: keeps checkpoint order
@@ -268,7 +288,7 @@ def run(
         f"\n{table}\n\nfull table, P(improvement over mle) and the temperature sweep: "
         f"{out / 'summary.md'}; also results.csv, sweep.csv, PNG plots"
     )
-    return status
+    return 0
 
 
 if __name__ == "__main__":
