@@ -157,6 +157,18 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         cfg["eval"][key] = value
     if args.device is not None:
         cfg["device"] = args.device
+    changed = [
+        f"--{flag.replace('_', '-')} {getattr(args, flag)}"
+        for flag in ("agents", "seeds", "budget", "checkpoints", "oracle", "corpus", "test_data")
+        if getattr(args, flag) is not None
+    ]
+    changed += [f"--set {o}" for o in args.set] + [f"--agent-set {o}" for o in args.agent_set]
+    changed += [f"--eval-set {o}" for o in args.eval_set]
+    if changed:
+        cfg["notes"].append(
+            f"Changed from preset `{args.preset}` on the command line (these "
+            f"take precedence over the line above): {'; '.join(changed)}."
+        )
     cfg["notes"] = list(cfg["notes"]) + list(args.note)
     cfg["agent_overrides"] = {a: v for a, v in cfg["agent_overrides"].items() if a in cfg["agents"]}
     try:
