@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 bench: $(STAMP)
-	$(VENV)/bin/textgan mle --out results/mle
+	$(VENV)/bin/textgan bench --preset quick --out results/quick
 
 test: $(STAMP)
 	$(PY) -m pytest -q
