@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,8 +22,48 @@ from image_samplers.data import DataError, load_dataset, save_image_grid
 EVALUATOR = "evaluator.pt"
 
 
+def _relaunch_under_torchrun(nproc: int, argv: list[str]) -> int:
+    """``began train --nproc-per-node N ...`` -> ``torchrun --standalone --nproc_per_node=N``."""
+    rest, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc-per-node":
+            skip = True
+        elif not arg.startswith("--nproc-per-node="):
+            rest.append(arg)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd += [f"--nproc_per_node={nproc}", "-m", "image_samplers.began.cli", *rest, "--distributed"]
+    return subprocess.call(cmd)
+
+
 def _train(args: argparse.Namespace) -> int:
+    if args.nproc_per_node is not None:
+        if args.nproc_per_node < 1:
+            print("began train: --nproc-per-node must be >= 1", file=sys.stderr)
+            return 2
+        return _relaunch_under_torchrun(args.nproc_per_node, args.argv)
+    ctx = None
+    if args.distributed or "WORLD_SIZE" in os.environ:
+        from agents.distributed import DistributedSetupError, init_distributed
+
+        try:
+            ctx = init_distributed(timeout_s=args.dist_timeout, device=args.device)
+        except DistributedSetupError as exc:
+            print(f"began train: {exc}", file=sys.stderr)
+            return 2
+    try:
+        return _train_in_context(args, ctx)
+    finally:
+        if ctx is not None:
+            from agents.distributed import shutdown
+
+            shutdown(ctx)
+
+
+def _train_in_context(args: argparse.Namespace, ctx: Any) -> int:
     out = Path(args.out)
+    main = ctx is None or ctx.is_main
     if args.threads:
         torch.set_num_threads(args.threads)
     # SIGTERM (e.g. a job scheduler's stop) takes the KeyboardInterrupt path: checkpoint, then exit.
@@ -34,8 +76,9 @@ def _train(args: argparse.Namespace) -> int:
             )
             return 2
         overrides = {"steps": args.steps} if args.steps is not None else {}
-        trainer = BEGANTrainer.resume(out, device=args.device, **overrides)
-        print(f"resuming {out} at step {trainer.step} of {trainer.config.steps}")
+        trainer = BEGANTrainer.resume(out, device=args.device, ctx=ctx, **overrides)
+        if main:
+            print(f"resuming {out} at step {trainer.step} of {trainer.config.steps}")
     else:
         values: dict[str, Any] = {
             "data": args.data,
@@ -62,8 +105,9 @@ def _train(args: argparse.Namespace) -> int:
         values.update({k: v for k, v in optional.items() if v is not None})
         config = BEGANConfig(**values)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-        trainer = BEGANTrainer(config, out_dir=out, device=args.device)
+        if main:
+            (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        trainer = BEGANTrainer(config, out_dir=out, device=args.device, ctx=ctx)
     try:
         last = trainer.train(progress=not args.no_progress)
     except KeyboardInterrupt:
@@ -72,8 +116,9 @@ def _train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
-    trainer.save_samples(out / "samples.png")
-    print(json.dumps({"step": trainer.step, **last}))
+    if main:
+        trainer.save_samples(out / "samples.png")
+        print(json.dumps({"step": trainer.step, **last}))
     return 0
 
 
@@ -182,6 +227,21 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--compile", action="store_true")
     train.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     train.add_argument("--no-progress", action="store_true")
+    train.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join the data-parallel job torchrun started (implied when WORLD_SIZE is set)",
+    )
+    train.add_argument(
+        "--nproc-per-node",
+        type=int,
+        default=None,
+        metavar="N",
+        help="launch N data-parallel processes here with torchrun; --batch-size is per process",
+    )
+    train.add_argument(
+        "--dist-timeout", type=float, default=1800.0, help="seconds any rank waits in a collective"
+    )
     train.set_defaults(func=_train)
 
     sample = sub.add_parser("sample", help="write a grid of samples as PNG")
@@ -213,7 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     for name in ("n", "rows", "frames"):
         if getattr(args, name, 1) is not None and getattr(args, name, 1) <= 0:
             print(f"began {args.command}: --{name} must be positive", file=sys.stderr)

@@ -9,6 +9,12 @@ Why it is shaped like this:
 - Exact resume: the checkpoint holds both networks, both optimisers, k_t, the z
   generator's state, the global RNG states and the data cursor (epoch, position);
   every epoch's order is a pure function of (seed, epoch).
+- Data parallel (torchrun, see :mod:`agents.distributed`): ``batch_size`` is per rank; every
+  rank walks the same epoch order in global batches of ``batch_size * world_size`` and takes
+  its own slice, draws z from its own sharded seed, and runs G and D through DDP (gradients
+  averaged, so W ranks equal one process on the concatenated batch). The losses are
+  all-reduced before the k_t update, so every rank keeps the same k_t. Rank 0 alone logs,
+  writes samples and checkpoints; the checkpoint holds every rank's z-generator state.
 """
 
 from __future__ import annotations
@@ -22,7 +28,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from agents.checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state
+from agents.checkpoint import (
+    CheckpointError,
+    atomic_save,
+    load_checkpoint,
+    rng_state,
+    set_rng_state,
+)
+from agents.distributed import (
+    DistContext,
+    all_reduce_mean,
+    gather_objects,
+    main_logger,
+    shard_seed,
+    wrap_ddp,
+)
 from image_samplers.began.config import BEGANConfig
 from image_samplers.began.losses import (
     autoencoder_loss,
@@ -66,9 +86,11 @@ class BEGANTrainer:
         out_dir: str | Path | None = None,
         device: str | torch.device = "auto",
         dataset: ImageDataset | None = None,
+        ctx: DistContext | None = None,
     ) -> None:
         self.config = config
-        self.device = resolve_device(device)
+        self.ctx = ctx if ctx is not None else DistContext(device=resolve_device(device))
+        self.device = self.ctx.device if self.ctx.distributed else resolve_device(device)
         self.out_dir = Path(out_dir) if out_dir is not None else None
         dataset = dataset if dataset is not None else load_dataset(config.data, config.image_size)
         if dataset.image_size != config.image_size or dataset.images.shape[1] != config.channels:
@@ -76,8 +98,12 @@ class BEGANTrainer:
                 f"dataset images are {tuple(dataset.images.shape[1:])}, config wants "
                 f"({config.channels}, {config.image_size}, {config.image_size})"
             )
-        if len(dataset) < config.batch_size:
-            raise ValueError(f"dataset has {len(dataset)} images, fewer than one batch")
+        self.global_batch = config.batch_size * self.ctx.world_size
+        if len(dataset) < self.global_batch:
+            raise ValueError(
+                f"dataset has {len(dataset)} images, fewer than one global batch "
+                f"({config.batch_size} x {self.ctx.world_size} ranks)"
+            )
         channels_last = config.channels_last
         if channels_last is None:
             channels_last = self.device.type == "cuda"
@@ -89,15 +115,21 @@ class BEGANTrainer:
         self.discriminator = Discriminator(config).to(self.device, memory_format=self.memory_format)
         self.opt_g = make_adam(self.generator.parameters(), config, self.device)
         self.opt_d = make_adam(self.discriminator.parameters(), config, self.device)
-        self._g: Callable[[torch.Tensor], torch.Tensor] = self.generator
-        self._d: Callable[[torch.Tensor], torch.Tensor] = self.discriminator
+        # _g and _d carry gradients to the other ranks (DDP); _d_frozen is D without DDP, used
+        # in the G step where D's weights get no gradient (DDP would wait for them forever).
+        g_net: nn.Module = self.generator
+        d_net: nn.Module = self.discriminator
         if config.compile:
-            self._g = torch.compile(self.generator)
-            self._d = torch.compile(self.discriminator)
+            g_net = torch.compile(self.generator)  # type: ignore[assignment]
+            d_net = torch.compile(self.discriminator)  # type: ignore[assignment]
+        self._d_frozen: Callable[[torch.Tensor], torch.Tensor] = d_net
+        self._g: Callable[[torch.Tensor], torch.Tensor] = wrap_ddp(g_net, self.ctx)
+        self._d: Callable[[torch.Tensor], torch.Tensor] = wrap_ddp(d_net, self.ctx)
 
         self.k = torch.zeros((), device=self.device)
         self.step = 0
-        self.z_rng = torch.Generator(device=self.device).manual_seed(config.seed + 1)
+        z_seed = shard_seed(config.seed + 1, self.ctx.rank)
+        self.z_rng = torch.Generator(device=self.device).manual_seed(z_seed)
         self.fixed_z = sample_z(64, config.z_dim, torch.Generator().manual_seed(config.seed + 2))
         self.fixed_z = self.fixed_z.to(self.device)
         self.epoch = 0
@@ -108,15 +140,21 @@ class BEGANTrainer:
 
     # ----------------------------------------------------------------- data
     def _next_batch(self) -> torch.Tensor:
-        batch = self.config.batch_size
+        """This rank's slice of the next global batch (the cursor is the same on every rank)."""
+        batch = self.global_batch
         if self.position + batch > self.images.shape[0]:
             self.epoch += 1
             self.position = 0
             self._order = epoch_order(self.images.shape[0], self.config.seed, self.epoch)
             self._order = self._order.to(self.device)
-        index = self._order[self.position : self.position + batch]
+        start = self.position + self.ctx.rank * self.config.batch_size
+        index = self._order[start : start + self.config.batch_size]
         self.position += batch
         return self.images[index]
+
+    def _draw_z(self, n: int) -> torch.Tensor:
+        """This rank's z ~ U(-1, 1) from its own (sharded) stream."""
+        return sample_z(n, self.config.z_dim, self.z_rng, self.device)
 
     # ----------------------------------------------------------------- one step
     def train_step(self) -> None:
@@ -128,8 +166,8 @@ class BEGANTrainer:
                     group["lr"] = cfg.lr_at(self.step)
         x = self._next_batch()
         batch = x.shape[0]
-        z_d = sample_z(batch, cfg.z_dim, self.z_rng, self.device)
-        z_g = sample_z(batch, cfg.z_dim, self.z_rng, self.device)
+        z_d = self._draw_z(batch)
+        z_g = self._draw_z(batch)
 
         # Discriminator: L_D = L(x) - k_t L(G(z_D)); G gets no gradient here.
         with torch.no_grad():
@@ -145,17 +183,19 @@ class BEGANTrainer:
         # Generator: L_G = L(G(z_G)) through the updated, frozen D.
         self.discriminator.requires_grad_(False)
         fake_g = self._g(z_g)
-        loss_fake = autoencoder_loss(fake_g, self._d(fake_g))
+        loss_fake = autoencoder_loss(fake_g, self._d_frozen(fake_g))
         self.opt_g.zero_grad(set_to_none=True)
         generator_loss(loss_fake).backward()
         self.opt_g.step()
         self.discriminator.requires_grad_(True)
 
+        # The controller sees the mean over ranks (= the loss on the concatenated batch), so
+        # every rank computes the same k_t; alone this is the identity.
+        losses = torch.stack([loss_real.detach(), loss_fake.detach(), loss_d_fake.detach()])
+        loss_real, loss_fake, loss_d_fake = all_reduce_mean(losses, self.ctx).unbind()
         self.k = update_k(self.k, loss_real, loss_fake, cfg.gamma, cfg.lambda_k)
         m_global = convergence_measure(loss_real, loss_fake, cfg.gamma)
-        self._sums += torch.stack(
-            [loss_real.detach(), loss_fake.detach(), loss_d_fake.detach(), self.k, m_global]
-        )
+        self._sums += torch.stack([loss_real, loss_fake, loss_d_fake, self.k, m_global])
         self._window += 1
         self.step += 1
 
@@ -186,17 +226,19 @@ class BEGANTrainer:
         cfg = self.config
         end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
         logger = None
+        main = self.ctx.is_main
         if self.out_dir is not None:
-            from agents.metric_log import MetricLogger
-
-            logger = MetricLogger(
+            logger = main_logger(
+                self.ctx,
                 self.out_dir,
                 "metrics",
                 tensorboard=tensorboard,
                 resume_from_step=self.step if self.step > 0 else None,
             )
         last: dict[str, float] = {}
-        bar = tqdm(total=end, initial=self.step, disable=not progress, desc="BEGAN", unit="step")
+        bar = tqdm(
+            total=end, initial=self.step, disable=not (progress and main), desc="BEGAN", unit="step"
+        )
         tick, tick_step = time.perf_counter(), self.step
         try:
             while self.step < end:
@@ -206,7 +248,7 @@ class BEGANTrainer:
                     last = self.pop_window()
                     now = time.perf_counter()
                     last["images_per_s"] = (
-                        (step - tick_step) * cfg.batch_size / max(now - tick, 1e-9)
+                        (step - tick_step) * self.global_batch / max(now - tick, 1e-9)
                     )
                     tick, tick_step = now, step
                     bar.set_postfix(M=f"{last['m_global']:.4f}", k=f"{last['k']:.4f}")
@@ -215,14 +257,16 @@ class BEGANTrainer:
                 bar.update(1)
                 if self.out_dir is None:
                     continue
-                if cfg.sample_every and step % cfg.sample_every == 0:
+                if main and cfg.sample_every and step % cfg.sample_every == 0:
                     self.save_samples(self.out_dir / "samples" / f"step_{step:07d}.png")
-                if cfg.snapshot_every and step % cfg.snapshot_every == 0:
+                if main and cfg.snapshot_every and step % cfg.snapshot_every == 0:
                     self.save_snapshot(self.out_dir / "snapshots" / f"G_{step:07d}.pt")
                 if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == end:
                     self.save(self.out_dir / CHECKPOINT)
         except KeyboardInterrupt:
-            if self.out_dir is not None:
+            # Saving gathers every rank's state: a collective the other ranks may never join
+            # once interrupted, so a data-parallel run keeps its last periodic checkpoint.
+            if self.out_dir is not None and not self.ctx.distributed:
                 self.save(self.out_dir / CHECKPOINT)
             raise
         finally:
@@ -250,6 +294,11 @@ class BEGANTrainer:
         )
 
     def state_dict(self) -> dict[str, Any]:
+        """The full training state; ``z_rngs`` holds every rank's z-generator state.
+
+        A collective in a data-parallel run: every rank must call it (rank 0 gets the states).
+        """
+        z_rngs = gather_objects(self.z_rng.get_state(), self.ctx)
         return {
             "kind": "began",
             "config": self.config.to_dict(),
@@ -260,6 +309,8 @@ class BEGANTrainer:
             "opt_d": self.opt_d.state_dict(),
             "k": self.k.detach().cpu(),
             "z_rng": self.z_rng.get_state(),
+            "z_rngs": z_rngs,
+            "world_size": self.ctx.world_size,
             "rng": rng_state(),
             "fixed_z": self.fixed_z.cpu(),
             "epoch": self.epoch,
@@ -268,8 +319,12 @@ class BEGANTrainer:
             "window": self._window,
         }
 
-    def save(self, path: str | Path) -> Path:
-        return atomic_save(self.state_dict(), path)
+    def save(self, path: str | Path) -> Path | None:
+        """Write the checkpoint from rank 0 (all ranks must call it); ``None`` on other ranks."""
+        state = self.state_dict()
+        if not self.ctx.is_main:
+            return None
+        return atomic_save(state, path)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.load_state_dict(state["generator"])
@@ -278,7 +333,14 @@ class BEGANTrainer:
         self.opt_d.load_state_dict(state["opt_d"])
         self.k = state["k"].to(self.device)
         self.step = int(state["step"])
-        self.z_rng.set_state(state["z_rng"])
+        saved_world = int(state.get("world_size", 1))
+        if saved_world != self.ctx.world_size:
+            raise CheckpointError(
+                f"the checkpoint was written by {saved_world} process(es) but this run has "
+                f"{self.ctx.world_size}; resume with the same --nproc-per-node"
+            )
+        z_rngs = state.get("z_rngs") or [state["z_rng"]]
+        self.z_rng.set_state(z_rngs[self.ctx.rank])
         if "rng" in state:
             set_rng_state(state["rng"])
         self.fixed_z = state["fixed_z"].to(self.device)
@@ -295,13 +357,14 @@ class BEGANTrainer:
         out_dir: str | Path,
         device: str | torch.device = "auto",
         dataset: ImageDataset | None = None,
+        ctx: DistContext | None = None,
         **overrides: Any,
     ) -> BEGANTrainer:
         """Rebuild a trainer from ``out_dir/checkpoint.pt``; ``overrides`` may extend ``steps``."""
         out_dir = Path(out_dir)
         state = load_checkpoint(out_dir / CHECKPOINT, required_keys=_REQUIRED)
         config = BEGANConfig.from_dict({**state["config"], **overrides})
-        trainer = cls(config, out_dir=out_dir, device=device, dataset=dataset)
+        trainer = cls(config, out_dir=out_dir, device=device, dataset=dataset, ctx=ctx)
         trainer.load_state_dict(state)
         return trainer
 
