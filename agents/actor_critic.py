@@ -28,6 +28,7 @@ from textgan_envs.rewards import log_reward
 from textgan_envs.rollout import monte_carlo_q
 
 AGENT = "actor_critic"
+REWARD_MODE = "log"  # the env's terminal reward: log D(y), MaskGAN's reward
 
 
 @dataclass
@@ -96,19 +97,25 @@ def actor_critic_losses(
     return ActorCriticLosses(actor, critic, returns, advantages)
 
 
-def per_token_rewards(setup: tr.Setup, tokens: Tensor, cfg: ActorCriticConfig, generator) -> Tensor:
-    """``[B, T]`` rewards: Monte-Carlo mean ``log D`` per prefix, or ``log D(y)`` at the last step."""
+def per_token_rewards(
+    setup: tr.Setup, episodes: tr.Episodes, cfg: ActorCriticConfig, generator
+) -> Tensor:
+    """``[B, T]`` rewards: Monte-Carlo mean ``log D`` per prefix, or ``log D(y)`` at the last step.
+
+    ``episodes`` come from a ``reward_mode="log"`` env, so their terminal reward is ``log D(y)``
+    (``mc_log``'s last column recomputes it).
+    """
     disc = setup.discriminator
     if cfg.reward == "mc_log":
         return monte_carlo_q(
             setup.policy,
             lambda y: log_reward(eval_logits(disc, y)),
-            tokens,
+            episodes.tokens,
             cfg.n_rollouts,
             generator=generator,
         )
-    rewards = torch.zeros(tokens.shape, device=tokens.device)
-    rewards[:, -1] = log_reward(eval_logits(disc, tokens))
+    rewards = torch.zeros(episodes.tokens.shape, device=episodes.tokens.device)
+    rewards[:, -1] = episodes.rewards
     return rewards
 
 
@@ -123,8 +130,10 @@ def generator_step(
 ) -> dict[str, float]:
     """Sample a batch, score it per token, update actor and critic once each."""
     policy = setup.policy
-    tokens = policy.sample(cfg.batch_size, generator=sample_gen)
-    rewards = per_token_rewards(setup, tokens, cfg, sample_gen)
+    venv = tr.agent_env(setup, cfg.batch_size, REWARD_MODE)
+    episodes = tr.collect_episodes(venv, policy, sample_gen)
+    tokens = episodes.tokens
+    rewards = per_token_rewards(setup, episodes, cfg, sample_gen)
     tr.check_finite("per-token rewards", rewards, step)
     log_probs, entropy = tr.policy_log_probs_and_entropy(policy, tokens)
     values = critic(tokens)
@@ -161,7 +170,7 @@ def train(cfg: ActorCriticConfig, resume: bool = False) -> dict[str, float]:
     """Run the actor-critic agent in ``cfg.out_dir`` (resuming when ``resume``); return final metrics."""
     run_dir = tr.prepare_run_dir(cfg.out_dir, cfg, AGENT, resume)
     tr.seed_everything(cfg.seed)
-    setup = tr.build_setup(cfg, run_dir, resume)
+    setup = tr.build_setup(cfg, run_dir, resume, cfg.batch_size, REWARD_MODE)
     critic = LSTMCritic(
         setup.policy.vocab_size,
         cfg.critic_emb_dim,

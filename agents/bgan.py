@@ -12,7 +12,10 @@ The discriminator's logit ``V(x)`` gives unnormalised importance weights ``w(x)`
 
 A conditioning is a shared prefix of ``condition_len`` tokens sampled from the generator
 (``0``: the empty prefix, so a group is ``M`` independent full sequences and the loss is the
-unconditional one). The effective sample size ``1 / sum w~^2`` and the weight variance are
+unconditional one). The ``n_groups * n_samples`` sequences are episodes of the native vector
+env (one row each, groups in consecutive rows, :func:`agents.training.collect_episodes`); its
+``bgan`` reward is the log importance weight of the GAN divergence, and the weights of every
+divergence come from the discriminator logits it reports. The effective sample size ``1 / sum w~^2`` and the weight variance are
 logged every step. Run with ``textgan train --agent bgan`` or ``train(BGANConfig(...))``.
 """
 
@@ -22,14 +25,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-from torch import Tensor
 
 from agents import estimators as est
 from agents import training as tr
-from textgan_envs.discriminators import eval_logits
-from textgan_envs.sampling import complete_sequences, consume_prefix
 
 AGENT = "bgan"
+REWARD_MODE = "bgan"  # the env's terminal reward: log D - log(1 - D)
 
 
 @dataclass
@@ -57,20 +58,11 @@ class BGANConfig(tr.CommonConfig):
             )
 
 
-def draw_groups(policy, cfg: BGANConfig, generator: torch.Generator) -> Tensor:
-    """``[G * M, T]`` sequences: ``M`` completions of each of ``G`` sampled prefixes (rows grouped)."""
-    g, m, k = cfg.n_groups, cfg.n_samples, cfg.condition_len
-    if k == 0:
-        return policy.sample(g * m, generator=generator)
-    prefixes = policy.sample(g, generator=generator)[:, :k]
-    state, prev = consume_prefix(policy, prefixes)
-    state = tuple(s.repeat_interleave(m, dim=0) for s in state)
-    return complete_sequences(
-        policy,
-        prefixes.repeat_interleave(m, dim=0),
-        state,
-        prev.repeat_interleave(m, dim=0),
-        generator=generator,
+def draw_groups(setup: tr.Setup, cfg: BGANConfig, generator: torch.Generator) -> tr.Episodes:
+    """``G * M`` env episodes: ``M`` completions of each of ``G`` sampled prefixes (rows grouped)."""
+    venv = tr.agent_env(setup, cfg.n_groups * cfg.n_samples, REWARD_MODE)
+    return tr.collect_episodes(
+        venv, setup.policy, generator, group_size=cfg.n_samples, shared_prefix=cfg.condition_len
     )
 
 
@@ -85,8 +77,8 @@ def generator_step(
     """One BGAN generator update; returns diagnostics and the updated running ``log Z``."""
     policy = setup.policy
     g, m = cfg.n_groups, cfg.n_samples
-    tokens = draw_groups(policy, cfg, sample_gen)
-    logits = eval_logits(setup.discriminator, tokens)
+    episodes = draw_groups(setup, cfg, sample_gen)
+    tokens, logits = episodes.tokens, episodes.logits
     log_w = est.bgan_log_weights(logits, cfg.divergence).view(g, m)
     tr.check_finite("importance log-weights", log_w, step)
     token_lp, entropy = tr.policy_log_probs_and_entropy(policy, tokens)
@@ -122,7 +114,7 @@ def train(cfg: BGANConfig, resume: bool = False) -> dict[str, float]:
     """Run BGAN in ``cfg.out_dir`` (resuming from its checkpoint when ``resume``); return final metrics."""
     run_dir = tr.prepare_run_dir(cfg.out_dir, cfg, AGENT, resume)
     tr.seed_everything(cfg.seed)
-    setup = tr.build_setup(cfg, run_dir, resume)
+    setup = tr.build_setup(cfg, run_dir, resume, cfg.n_groups * cfg.n_samples, REWARD_MODE)
     g_opt = torch.optim.Adam(setup.policy.parameters(), lr=cfg.g_lr)
     sample_gen = tr.make_generator(cfg.seed + 10, setup.device)
     shuffle_gen = tr.make_generator(cfg.seed + 11)

@@ -1,6 +1,8 @@
 """SeqGAN: REINFORCE on the generator with Monte-Carlo search action values (Yu et al., 2017).
 
-Each generator step samples ``batch_size`` sequences, estimates every prefix's action value
+Each generator step collects ``batch_size`` episodes from the native vector env (whose terminal
+reward is ``reward(D(y))``, :func:`agents.training.collect_episodes`), estimates every prefix's
+action value
 
     Q_t = mean_n D(complete_n(y_1..y_t)),  Q_T = D(y)
 
@@ -78,8 +80,10 @@ def generator_step(
     """One SeqGAN generator update; returns diagnostics and the new moving-average baseline."""
     policy, disc = setup.policy, setup.discriminator
     reward_fn = get_reward_fn(cfg.reward)
-    tokens = policy.sample(cfg.batch_size, generator=sample_gen)
-    q = monte_carlo_q(
+    venv = tr.agent_env(setup, cfg.batch_size, cfg.reward)
+    episodes = tr.collect_episodes(venv, policy, sample_gen)
+    tokens = episodes.tokens
+    q = monte_carlo_q(  # its last column recomputes the env's terminal reward, D(y)
         rollout,
         lambda y: reward_fn(eval_logits(disc, y)),
         tokens,
@@ -101,7 +105,7 @@ def generator_step(
     if cfg.baseline == "moving_average":
         baseline = est.ema_update(baseline, float(returns.mean()), cfg.baseline_decay)
     metrics = {
-        "reward": float(q[:, -1].mean()),
+        "reward": float(episodes.rewards.mean()),
         "q_mean": float(q.mean()),
         "advantage_std": float(advantages.std()),
         "g_loss": float(loss.detach()),
@@ -115,7 +119,7 @@ def train(cfg: ReinforceConfig, resume: bool = False) -> dict[str, float]:
     """Run SeqGAN in ``cfg.out_dir`` (resuming from its checkpoint when ``resume``); return final metrics."""
     run_dir = tr.prepare_run_dir(cfg.out_dir, cfg, AGENT, resume)
     tr.seed_everything(cfg.seed)
-    setup = tr.build_setup(cfg, run_dir, resume)
+    setup = tr.build_setup(cfg, run_dir, resume, cfg.batch_size, cfg.reward)
     policy = setup.policy
     rollout = policy if cfg.rollout_update_rate == 0.0 else copy.deepcopy(policy)
     g_opt = torch.optim.Adam(policy.parameters(), lr=cfg.g_lr)

@@ -24,7 +24,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -49,6 +49,10 @@ from agents.distributed import (
 )
 from agents.metric_log import MetricLogger
 from textgan_envs.device import resolve_device
+from textgan_envs.sampling import sample_categorical
+
+if TYPE_CHECKING:
+    from textgan_envs.envs.vector_env import TextGenerationVectorEnv
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CONFIG_NAME = "config.json"
@@ -393,7 +397,10 @@ class Setup:
     """What every adversarial agent trains on: data, the generator, the discriminator, evaluation.
 
     ``oracle`` is ``None`` and ``vocab`` is set for a corpus; the reverse for the oracle env.
-    ``real`` / ``valid`` are ``LongTensor[N, T]`` on the run's device.
+    ``real`` / ``valid`` are ``LongTensor[N, T]`` on the run's device. ``venv`` is the native
+    vector env the agent collects its episodes from (:func:`collect_episodes`); it scores with
+    ``discriminator`` itself, so discriminator updates reach it at once. ``None`` in a
+    hand-built set-up: :func:`agent_env` then builds it on first use.
     """
 
     device: torch.device
@@ -404,10 +411,21 @@ class Setup:
     valid: Tensor
     oracle: nn.Module | None = None
     vocab: Any = None
+    venv: TextGenerationVectorEnv | None = None
 
 
-def build_setup(cfg: CommonConfig, run_dir: Path, resume: bool) -> Setup:
+def build_setup(
+    cfg: CommonConfig,
+    run_dir: Path,
+    resume: bool,
+    num_envs: int | None = None,
+    reward_mode: str = "prob",
+) -> Setup:
     """Data, MLE-initialised generator and discriminator, deterministically from ``cfg.seed``.
+
+    Also the agent's vector env (``setup.venv``): ``num_envs`` rows (default
+    ``cfg.batch_size``, one episode per sequence of a generator update) rewarded by
+    ``reward_mode`` of the shared discriminator; building it draws no random numbers.
 
     Real data and initial weights are regenerated identically on every start, so a resumed run
     only needs its checkpoint on top. MLE pre-training writes its own resumable sub-run in
@@ -459,6 +477,7 @@ def build_setup(cfg: CommonConfig, run_dir: Path, resume: bool) -> Setup:
     )
     d_opt = make_discriminator_optimizer(disc, cfg.d_lr)
     setup = Setup(device, policy, disc, d_opt, real, valid, oracle, vocab)
+    setup.venv = make_agent_env(setup, num_envs or cfg.batch_size, reward_mode)
     if resume and has_checkpoint(run_dir):
         return _distribute(setup)
     if not current_context().is_main:  # rank 0 pre-trains alone; the others get its result
@@ -492,6 +511,117 @@ def build_setup(cfg: CommonConfig, run_dir: Path, resume: bool) -> Setup:
     for _ in range(cfg.d_pretrain_steps):
         discriminator_round(setup, cfg, sample_gen, d_gen)
     return _distribute(setup)
+
+
+def make_agent_env(setup: Setup, num_envs: int, reward_mode: str) -> TextGenerationVectorEnv:
+    """A torch-mode :class:`TextGenerationVectorEnv` on ``setup.device`` scoring with ``setup``'s D.
+
+    The env holds the plain discriminator module (not a DDP wrapper: scoring is no-grad and
+    needs no collective), the very object the discriminator rounds train. Episodes have the
+    generator's fixed length ``T`` (no end-of-sentence stop: the agents' sequences are always
+    ``T`` tokens, as the discriminator's real data is), and actions are range-checked once per
+    episode (``action_check="episode"``) so the token loop never waits for the host.
+    """
+    from agents.distributed import unwrap
+    from textgan_envs.envs.sources import CorpusSource, OracleSource
+    from textgan_envs.envs.vector_env import TextGenerationVectorEnv
+
+    policy = unwrap(setup.policy)
+    source: Any = None
+    if setup.oracle is not None:
+        source = OracleSource(setup.oracle)
+    elif setup.vocab is not None:
+        source = CorpusSource(setup.real, setup.vocab)
+    return TextGenerationVectorEnv(
+        num_envs,
+        policy.vocab_size,
+        policy.seq_len,
+        discriminator=unwrap(setup.discriminator),
+        reward_mode=reward_mode,
+        real_data=source,
+        decode=None if source is None else source.decode,
+        discriminator_seed=None,
+        as_torch=True,
+        device=setup.device,
+        action_check="episode",
+    )
+
+
+def agent_env(setup: Setup, num_envs: int, reward_mode: str) -> TextGenerationVectorEnv:
+    """``setup.venv`` after checking it fits (size, reward, discriminator); (re)built if not.
+
+    A set-up built by hand, or whose discriminator was swapped, gets a fresh env here, so the
+    env always scores with ``setup.discriminator``.
+    """
+    from agents.distributed import unwrap
+
+    venv = setup.venv
+    if (
+        venv is None
+        or venv.num_envs != num_envs
+        or venv.core.reward_mode != reward_mode
+        or venv.discriminator is not unwrap(setup.discriminator)
+    ):
+        venv = setup.venv = make_agent_env(setup, num_envs, reward_mode)
+    return venv
+
+
+class Episodes(NamedTuple):
+    """One finished episode per env row, as the env reported it at the terminal step."""
+
+    tokens: Tensor
+    """``LongTensor[B, T]``: the sequences the env scored (``info["sequence"]``)."""
+    rewards: Tensor
+    """``[B]`` terminal rewards: the env's ``reward_mode`` applied to ``logits``."""
+    logits: Tensor
+    """``[B]`` discriminator logits of ``tokens`` (``info["logit"]``)."""
+
+
+@torch.no_grad()
+def collect_episodes(
+    venv: TextGenerationVectorEnv,
+    policy: nn.Module,
+    generator: torch.Generator | None,
+    temperature: float = 1.0,
+    group_size: int = 1,
+    shared_prefix: int = 0,
+) -> Episodes:
+    """Step ``venv`` (torch mode, fixed length) through one episode per row with ``policy``'s samples.
+
+    ``T`` steps of ``policy.step`` -> :func:`sample_categorical` -> ``venv.step``, all on the
+    env's device with no host sync (the draws are those of ``policy.sample(B, generator)``).
+    Autoreset is ``SAME_STEP``: the observation returned with the last step is already the
+    next episode's first one, so the finished tokens are read from ``info["sequence"]``. For
+    BGAN's conditioned groups the rows form ``B / group_size`` consecutive groups that share
+    their first ``shared_prefix`` tokens (drawn once per group, from the group's first row).
+    """
+    batch, length = venv.num_envs, venv.seq_len
+    if not venv.as_torch or venv.core.stop_at_eos:
+        raise ValueError("collect_episodes needs a vector env with as_torch=True and fixed length")
+    if (policy.vocab_size, policy.seq_len) != (venv.vocab_size, length):
+        raise ValueError(
+            f"policy (vocab {policy.vocab_size}, length {policy.seq_len}) does not match the env "
+            f"(vocab {venv.vocab_size}, length {length})"
+        )
+    if group_size < 1 or batch % group_size:
+        raise ValueError(f"group_size {group_size} must divide the env's {batch} rows")
+    if not 0 <= shared_prefix < length:
+        raise ValueError(f"shared_prefix {shared_prefix} must lie in [0, {length})")
+    venv.reset()
+    state = policy.initial_state(batch)
+    prev = torch.full((batch,), policy.start_token, dtype=torch.long, device=venv.device)
+    rewards, info = None, {}
+    for t in range(length):
+        logits, state = policy.step(prev, state)  # [B, V]
+        if t < shared_prefix:  # rows of a group share state, hence logits: draw once per group
+            first = logits[::group_size]
+            prev = sample_categorical(first, generator, temperature).repeat_interleave(group_size)
+        else:
+            prev = sample_categorical(logits, generator=generator, temperature=temperature)
+        _, rewards, _, _, info = venv.step(prev)
+    if "sequence" not in info:
+        raise RuntimeError(f"the env did not end its episodes after {length} steps")
+    return Episodes(info["sequence"], rewards, info["logit"])
 
 
 def _distribute(setup: Setup) -> Setup:

@@ -36,7 +36,7 @@ def run(setup, cfg, steps):
 
 def test_groups_share_their_sampled_prefix():
     cfg = make_cfg(condition_len=2, n_groups=3, n_samples=50)
-    x = bgan.draw_groups(tiny_setup().policy, cfg, torch.Generator().manual_seed(0)).view(3, 50, T)
+    x = bgan.draw_groups(tiny_setup(), cfg, torch.Generator().manual_seed(0)).tokens.view(3, 50, T)
     assert (x[:, :, :2] == x[:, :1, :2]).all()  # one prefix per group
     assert all(len({tuple(r) for r in g[:, 2:].tolist()}) > 5 for g in x)  # completions differ
 

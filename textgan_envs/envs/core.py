@@ -198,19 +198,7 @@ def validate_actions(actions: Any, num_envs: int, vocab_size: int, device: torch
     from gymnasium.error import InvalidAction
 
     if isinstance(actions, Tensor):
-        if (
-            actions.dtype.is_floating_point
-            or actions.dtype.is_complex
-            or actions.dtype == torch.bool
-        ):
-            raise InvalidAction(
-                f"actions {actions!r} must be integer token ids, got dtype {actions.dtype}"
-            )
-        if tuple(actions.shape) != (num_envs,):
-            raise InvalidAction(
-                f"actions {actions!r} must have shape ({num_envs},), got {tuple(actions.shape)}"
-            )
-        tensor = actions.to(device=device, dtype=torch.long, copy=True)
+        tensor = check_action_tensor(actions, num_envs, device)
         bad = (tensor < 0) | (tensor >= vocab_size)
         if bool(bad.any()):
             raise InvalidAction(
@@ -228,6 +216,25 @@ def validate_actions(actions: Any, num_envs: int, vocab_size: int, device: torch
             f"actions {actions!r} contain ids outside [0, {vocab_size}): {bad.tolist()}"
         )
     return torch.from_numpy(arr.astype(np.int64, copy=True)).to(device)
+
+
+def check_action_tensor(actions: Tensor, num_envs: int, device: torch.device) -> Tensor:
+    """``actions`` as a fresh ``LongTensor[B]`` on ``device`` after the dtype and shape checks.
+
+    Only tensor metadata is read (no host sync), so a GPU caller is never stalled; the range
+    check is the caller's (per step in :func:`validate_actions`, or once per episode).
+    """
+    from gymnasium.error import InvalidAction
+
+    if actions.dtype.is_floating_point or actions.dtype.is_complex or actions.dtype == torch.bool:
+        raise InvalidAction(
+            f"actions {actions!r} must be integer token ids, got dtype {actions.dtype}"
+        )
+    if tuple(actions.shape) != (num_envs,):
+        raise InvalidAction(
+            f"actions {actions!r} must have shape ({num_envs},), got {tuple(actions.shape)}"
+        )
+    return actions.to(device=device, dtype=torch.long, copy=True)
 
 
 def action_mask(vocab_size: int, forbidden_tokens: Sequence[int]) -> np.ndarray:

@@ -8,13 +8,16 @@ last observation of the finished episode is in ``info["final_obs"]`` (masked by
 
 With ``as_torch=True`` observations, rewards, flags and info arrays are torch
 tensors on the env's device (for our own agents: no host round trip); otherwise
-numpy arrays, as Gymnasium's vector API specifies.
+numpy arrays, as Gymnasium's vector API specifies. ``action_check="episode"``
+(torch mode, fixed-length episodes) range-checks torch actions once per episode,
+just before the discriminator scores it, instead of once per step: the only host
+sync left in an episode is that one check.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -29,6 +32,7 @@ from textgan_envs.envs.core import (
     DecodeFn,
     TextGenerationCore,
     action_mask,
+    check_action_tensor,
     observation_space,
     validate_actions,
 )
@@ -50,8 +54,14 @@ class TextGenerationVectorEnv(VectorEnv):
 
     ## Arguments
 
-    Those of `TextGenerationEnv`, plus `num_envs` (>= 1) and `as_torch` (return
-    torch tensors on `device` instead of numpy arrays).
+    Those of `TextGenerationEnv`, plus `num_envs` (>= 1), `as_torch` (return
+    torch tensors on `device` instead of numpy arrays) and `action_check`:
+    `"step"` (default) range-checks every step's actions; `"episode"` (needs
+    `as_torch=True` and fixed-length episodes) checks torch actions' dtype and
+    shape every step but their range once per episode, on the scoring step
+    before the discriminator sees the tokens, so a GPU caller's token loop has
+    no host sync. An out-of-range id then raises `InvalidAction` at the end of
+    its episode instead of at its own step.
 
     ## Version History
 
@@ -81,6 +91,7 @@ class TextGenerationVectorEnv(VectorEnv):
         as_torch: bool = False,
         render_mode: str | None = None,
         device: str | torch.device = "cpu",
+        action_check: Literal["step", "episode"] = "step",
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
@@ -112,6 +123,15 @@ class TextGenerationVectorEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self._mask = action_mask(self.vocab_size, self.core.forbidden_tokens)
         self._needs_reset = True
+        if action_check not in ("step", "episode"):
+            raise ValueError(f"action_check must be 'step' or 'episode', got {action_check!r}")
+        if action_check == "episode" and (not self.as_torch or self.core.stop_at_eos):
+            raise ValueError(
+                "action_check='episode' needs as_torch=True and fixed-length episodes "
+                "(stop_at_eos=False): the env must know the scoring step without reading data"
+            )
+        self.action_check = action_check
+        self._bad_rows: Tensor | None = None  # rows that got an out-of-range id this episode
 
     @property
     def discriminator(self) -> Discriminator:
@@ -129,12 +149,16 @@ class TextGenerationVectorEnv(VectorEnv):
             self.action_space.seed(seed)
         self.core.reset()
         self._needs_reset = False
+        self._bad_rows = None
         return self._out(self.core.obs.clone()), {}
 
     def step(self, actions: Any):
         if self._needs_reset:
             raise ResetNeeded("call reset() before step()")
-        actions = validate_actions(actions, self.num_envs, self.vocab_size, self.device)
+        if self.action_check == "episode" and isinstance(actions, Tensor):
+            actions = self._check_deferred(actions)
+        else:
+            actions = validate_actions(actions, self.num_envs, self.vocab_size, self.device)
         out = self.core.step(actions)
         infos: dict[str, Any] = {}
         if out.finished is not None:
@@ -150,6 +174,25 @@ class TextGenerationVectorEnv(VectorEnv):
             np.zeros(self.num_envs, dtype=bool),
             infos,
         )
+
+    def _check_deferred(self, actions: Tensor) -> Tensor:
+        """Dtype/shape now; range accumulated on device and checked on the scoring step only."""
+        from gymnasium.error import InvalidAction
+
+        actions = check_action_tensor(actions, self.num_envs, self.device)
+        bad = (actions < 0) | (actions >= self.vocab_size)
+        self._bad_rows = bad if self._bad_rows is None else self._bad_rows | bad
+        if self.core._t + 1 < self.seq_len:  # not the scoring step: no sync
+            return actions
+        bad_rows, self._bad_rows = self._bad_rows, None
+        if bool(bad_rows.any()):  # the episode's one host sync, before D sees the tokens
+            rows = bad_rows.nonzero().squeeze(1).tolist()
+            self._needs_reset = True  # the episode holds invalid ids: it cannot be scored
+            raise InvalidAction(
+                f"actions sent to env rows {rows} during this episode contain ids outside "
+                f"[0, {self.vocab_size}) (action_check='episode' checks once, at the last step)"
+            )
+        return actions
 
     def _final_info(self, out) -> dict[str, Any]:
         """Per-env info arrays for the finished rows, each with its ``_key`` mask."""
