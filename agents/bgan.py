@@ -15,8 +15,8 @@ A conditioning is a shared prefix of ``condition_len`` tokens sampled from the g
 unconditional one). The ``n_groups * n_samples`` sequences are episodes of the native vector
 env (one row each, groups in consecutive rows, :func:`agents.training.collect_episodes`); its
 ``bgan`` reward is the log importance weight of the GAN divergence, and the weights of every
-divergence come from the discriminator logits it reports. The effective sample size ``1 / sum w~^2`` and the weight variance are
-logged every step. Run with ``textgan train --agent bgan`` or ``train(BGANConfig(...))``.
+divergence come from the discriminator logits it reports. The effective sample size
+``1 / sum w~^2`` and the weight variance are logged every step. Run with ``textgan train --agent bgan`` or ``train(BGANConfig(...))``.
 """
 
 from __future__ import annotations
