@@ -255,19 +255,15 @@ def row_vector_env(device: torch.device, num_envs: int = 256, episodes: int = 3)
 
 def row_began(device: torch.device, batch: int = 64) -> Row:
     """BEGAN generator + discriminator (auto-encoder) training images/s; FLOPs by FlopCounterMode."""
-    try:
-        from image_samplers.began import models  # type: ignore[attr-defined]
-
-        gen_cls, disc_cls = models.Generator, models.Discriminator
-    except (ImportError, AttributeError) as exc:
-        raise RuntimeError(
-            f"BEGAN not available ({type(exc).__name__}: {exc}); this row needs "
-            "image_samplers.began.models.Generator/Discriminator with default constructors"
-        ) from exc
     from torch.utils.flop_counter import FlopCounterMode
 
-    g, d = gen_cls().to(device), disc_cls().to(device)
-    z = torch.randn(batch, getattr(g, "z_dim", 64), device=device)
+    from image_samplers.began.config import BEGANConfig
+    from image_samplers.began.model import Discriminator, Generator
+
+    config = BEGANConfig(image_size=32)
+
+    g, d = Generator(config).to(device), Discriminator(config).to(device)
+    z = torch.rand(batch, config.z_dim, device=device) * 2 - 1
 
     def step() -> None:
         fake = g(z)
@@ -280,7 +276,7 @@ def row_began(device: torch.device, batch: int = 64) -> Row:
     seconds = best_time(step, device, repeats=REPEATS[0])
     params = sum(p.numel() for p in [*g.parameters(), *d.parameters()])
     return Row(
-        f"BEGAN step, batch {batch}",
+        f"BEGAN G+D fwd/bwd, 32x32, n={config.num_filters}, batch {batch}",
         seconds,
         float(counter.get_total_flops()),
         40.0 * params,
