@@ -172,3 +172,94 @@ class DiscriminatorUpdateCallback(BaseCallback):
                 if self.verbose:
                     print(f"discriminator update {int(stats['updates'])}: {stats}")
         return True
+
+
+class SB3SequencePolicy:
+    """A trained SB3 policy on a textgan env as a :class:`RecurrentSequenceModel`.
+
+    Why: the bench (and every metric in ``textgan_envs.metrics``) scores generators through
+    ``initial_state`` / ``step``; this adapter rebuilds, in torch, the observation the env
+    would show at each step, so an SB3 agent is sampled and scored by the same code as the
+    LSTM agents, differentiably and on the policy's device.
+
+    State: ``(tokens [B, T], position [B])``, tokens initialised to ``V`` ("not yet
+    written", as in :mod:`textgan_envs.envs.core`). ``step`` writes ``prev_tokens`` at
+    ``position - 1`` (nothing at the first step, so ``start_token`` is never read) and
+    returns the logits of the policy's categorical distribution for the observation
+    ``[tokens..., position]``.
+    """
+
+    def __init__(self, model: Any, start_token: int = 0) -> None:
+        policy = getattr(model, "policy", None)
+        if policy is None or not hasattr(policy, "get_distribution"):
+            raise TypeError(
+                f"expected a trained SB3 model with .policy.get_distribution, got {type(model).__name__}"
+            )
+        obs_space, act_space = policy.observation_space, policy.action_space
+        if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
+            raise ValueError(f"expected a textgan observation Box (T+1,), got {obs_space}")
+        if not isinstance(act_space, gym.spaces.Discrete):
+            raise ValueError(f"expected a Discrete token action space, got {act_space}")
+        self.model = model
+        self.seq_len = int(obs_space.shape[0]) - 1
+        self.vocab_size = int(act_space.n)
+        if int(obs_space.high[0]) != self.vocab_size:
+            raise ValueError(
+                f"observation token slots go up to {int(obs_space.high[0])} but the action space "
+                f"has {self.vocab_size} tokens: not a textgan env"
+            )
+        if not 0 <= int(start_token) < self.vocab_size:
+            raise ValueError(f"start_token {start_token} is outside [0, {self.vocab_size})")
+        self.start_token = int(start_token)
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device(self.model.policy.device)
+
+    @property
+    def training(self) -> bool:
+        return bool(self.model.policy.training)
+
+    def train(self, mode: bool = True) -> SB3SequencePolicy:
+        self.model.policy.set_training_mode(mode)
+        return self
+
+    def eval(self) -> SB3SequencePolicy:
+        return self.train(False)
+
+    def initial_state(self, batch_size: int) -> tuple[Tensor, Tensor]:
+        tokens = torch.full(
+            (batch_size, self.seq_len), self.vocab_size, dtype=torch.long, device=self.device
+        )
+        return tokens, torch.zeros(batch_size, dtype=torch.long, device=self.device)
+
+    def observation(self, state: tuple[Tensor, Tensor]) -> Tensor:
+        """The env's observation ``[B, T + 1]`` (float, as SB3 feeds it) for ``state``."""
+        tokens, position = state
+        return torch.cat([tokens, position.unsqueeze(1)], dim=1).float()
+
+    def step(
+        self, prev_tokens: Tensor, state: tuple[Tensor, Tensor]
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        tokens, position = state
+        prev = prev_tokens.to(tokens.device).long().unsqueeze(1)
+        slot = (position - 1).clamp(min=0).unsqueeze(1)
+        written = tokens.scatter(1, slot, prev)  # out of place: callers may reuse states
+        tokens = torch.where((position > 0).unsqueeze(1), written, tokens)
+        state = (tokens, position)
+        logits = self.model.policy.get_distribution(self.observation(state)).distribution.logits
+        return logits, (tokens, position + 1)
+
+    def sample(
+        self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """``n`` sequences ``LongTensor[n, T]`` drawn from the policy."""
+        from textgan_envs.sampling import sample_sequences
+
+        return sample_sequences(self, n, temperature=temperature, generator=generator)
+
+    def log_prob(self, tokens: Tensor, temperature: float = 1.0) -> Tensor:
+        """Per-token ``log pi(y_t | y_<t)`` ``[B, T]`` (differentiable when grad is on)."""
+        from textgan_envs.sampling import sequence_log_probs
+
+        return sequence_log_probs(self, tokens, temperature=temperature)
