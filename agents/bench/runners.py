@@ -40,7 +40,8 @@ AGENT_SPECS: dict[str, tuple[str, str]] = {
     "bgan": ("agents.bgan", "BGANConfig"),
     "actor_critic": ("agents.actor_critic", "ActorCriticConfig"),
 }
-KNOWN_AGENTS = ("mle", *AGENT_SPECS)
+#: ``ppo`` is stock stable-baselines3 PPO, run by :mod:`agents.bench.ppo` (from scratch).
+KNOWN_AGENTS = ("mle", *AGENT_SPECS, "ppo")
 PROGRESS_FILE = "bench_progress.json"
 
 
@@ -63,7 +64,7 @@ def agent_module(name: str) -> Any:
 def check_agents(names: tuple[str, ...] | list[str]) -> None:
     """Reject unknown or unavailable agents before any work starts."""
     for name in names:
-        if name != "mle":
+        if name not in ("mle", "ppo"):
             agent_module(name)
 
 
@@ -88,6 +89,8 @@ def agent_config(cfg: BenchConfig, agent: str, seed: int, out_dir: Path, total_s
     """The agent's own config: common fields, then its overrides, then the bench's run settings."""
     from agents.config import build_config
 
+    if agent == "ppo":  # stock PPO has no agent config of its own: the common fields
+        return _common_config(cfg, seed, out_dir, total_steps=total_steps)
     module = agent_module(agent)
     cls = getattr(module, AGENT_SPECS[agent][1])
     values = {
@@ -259,6 +262,10 @@ class BenchRunner:
         self, agent: str, seed: int, budget: int, pretrained: Path, out_dir: Path
     ) -> list[Row]:
         out_dir = Path(out_dir)
+        if agent == "ppo":  # starts from scratch, not from ``pretrained``
+            from agents.bench.ppo import run_ppo_cell
+
+            return run_ppo_cell(self, seed, budget, out_dir)
         progress_path = out_dir / PROGRESS_FILE
         progress = json.loads(progress_path.read_text()) if progress_path.exists() else None
         task = build_task(self.cfg, seed)
