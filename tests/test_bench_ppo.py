@@ -59,3 +59,15 @@ def test_tiny_bench_with_ppo_writes_finite_nll_rows(tmp_path: Path) -> None:
     assert (run / "ppo_model.zip").is_file() and (run / "ppo_discriminator.pt").is_file()
     progress = json.loads((run / "bench_progress.json").read_text())
     assert "d_accuracy" in progress["rows"][-1]  # the discriminator was trained alongside
+
+    # killed after the last segment trained but before it was recorded: no extra training
+    cell = out / "cells" / "ppo__seed0.json"
+    saved = (run / "ppo_model.zip").read_bytes()
+    progress["rows"] = progress["rows"][:-1]
+    (run / "bench_progress.json").write_text(json.dumps(progress))
+    cell.unlink()
+    assert cli.main(["--out", str(out), "--agents", "mle,ppo", *TINY]) == 0
+    assert (run / "ppo_model.zip").read_bytes() == saved
+    rows = json.loads((run / "bench_progress.json").read_text())["rows"]
+    assert [r["step"] for r in rows] == [0, 1, 2]
+    assert rows[-1]["nll_test"] == pytest.approx(float(by_step[2]["nll_test"]))

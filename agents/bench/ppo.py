@@ -18,6 +18,10 @@ Stock PPO cannot start from the MLE-pretrained LSTM generator (its policy is an 
 env's observation, not an LSTM), so this variant starts from scratch: its step-0 row is the
 untrained policy, and the discriminator is pre-trained (``d_pretrain_steps`` rounds) against
 the agents' untrained LSTM generator, as the other agents' set-up would without MLE.
+
+Resume: the model (``ppo_model.zip``) and the discriminator are saved after every segment and
+an interrupted cell continues from its last one; SB3 does not save its sampling RNG, so a
+resumed cell is equivalent but not bit-identical to an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -92,9 +96,11 @@ def run_ppo_cell(runner: Any, seed: int, budget: int, out_dir: Path) -> list[Row
     progress = json.loads(progress_path.read_text()) if progress_path.exists() else None
     model_path, disc_path = out_dir / MODEL_FILE, out_dir / DISC_FILE
     resumed = progress is not None and len(progress["rows"]) > 1 and model_path.exists()
+    trained = 0  # updates the saved model has had (may exceed the recorded step if killed)
     if resumed:
         model = PPO.load(model_path, env=env, device=setup.device)
-        state = load_checkpoint(disc_path, ["discriminator", "d_optimizer"])
+        state = load_checkpoint(disc_path, ["discriminator", "d_optimizer", "step"])
+        trained = int(state["step"])
         setup.discriminator.load_state_dict(state["discriminator"])
         setup.d_optimizer.load_state_dict(state["d_optimizer"])
     else:
@@ -155,22 +161,25 @@ def run_ppo_cell(runner: Any, seed: int, budget: int, out_dir: Path) -> list[Row
         if target <= done:
             continue
         start = time.perf_counter()
-        model.learn(
-            total_timesteps=(target - done) * steps_per_update,
-            callback=callback,
-            reset_num_timesteps=False,
-            progress_bar=False,
-        )
+        if target > trained:  # else killed after this segment trained, before it was recorded
+            model.learn(
+                total_timesteps=(target - trained) * steps_per_update,
+                callback=callback,
+                reset_num_timesteps=False,
+                progress_bar=False,
+            )
+            trained = target
+            model.save(model_path)
+            atomic_save(
+                {
+                    "discriminator": setup.discriminator.state_dict(),
+                    "d_optimizer": setup.d_optimizer.state_dict(),
+                    "step": trained,
+                },
+                disc_path,
+            )
         done = target
         elapsed = progress["wall"] + time.perf_counter() - start
-        model.save(model_path)
-        atomic_save(
-            {
-                "discriminator": setup.discriminator.state_dict(),
-                "d_optimizer": setup.d_optimizer.state_dict(),
-            },
-            disc_path,
-        )
         extra: Row = {}
         if callback.last_stats is not None:
             extra["d_accuracy"] = float(callback.last_stats.get("accuracy", float("nan")))
