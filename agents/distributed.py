@@ -37,6 +37,8 @@ import copy
 import functools
 import inspect
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -477,3 +479,23 @@ def broadcast_object(obj: Any, ctx: DistContext) -> Any:
     box = [obj if ctx.is_main else None]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def relaunch_under_torchrun(module: str, nproc: int, argv: list[str]) -> int:
+    """Re-run ``python -m module argv`` as ``torchrun --standalone --nproc_per_node=nproc``.
+
+    Backs the ``--nproc-per-node N`` flag of our commands: the flag is dropped from ``argv``
+    and ``--distributed`` added, so each worker joins the process group torchrun set up.
+    Returns torchrun's exit status (non-zero when any rank failed).
+    """
+    rest, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc-per-node":
+            skip = True
+        elif not arg.startswith("--nproc-per-node="):
+            rest.append(arg)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd += [f"--nproc_per_node={nproc}", "-m", module, *rest, "--distributed"]
+    return subprocess.call(cmd)

@@ -15,13 +15,13 @@ import argparse
 import dataclasses
 import importlib
 import os
-import subprocess
 import sys
 from dataclasses import dataclass
 
 from agents import training as tr
 from agents.checkpoint import CheckpointError
 from agents.config import ConfigError, load_config
+from agents.distributed import relaunch_under_torchrun
 
 # agent name -> (module, config class); each module exposes ``train(cfg, resume=False)``.
 AGENTS: dict[str, tuple[str, str]] = {
@@ -116,21 +116,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _relaunch_under_torchrun(nproc: int, argv: list[str]) -> int:
-    """``textgan train --nproc-per-node N ...`` -> ``torchrun --standalone --nproc_per_node=N``."""
-    rest, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--nproc-per-node":
-            skip = True
-        elif not arg.startswith("--nproc-per-node="):
-            rest.append(arg)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    cmd += [f"--nproc_per_node={nproc}", "-m", "agents.train", *rest, "--distributed"]
-    return subprocess.call(cmd)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
@@ -138,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.nproc_per_node < 1:
             print("textgan train: error: --nproc-per-node must be >= 1", file=sys.stderr)
             return 2
-        return _relaunch_under_torchrun(args.nproc_per_node, argv)
+        return relaunch_under_torchrun("agents.train", args.nproc_per_node, argv)
     try:
         config_cls, train_fn = resolve_agent(args.agent)
         names = {f.name for f in dataclasses.fields(config_cls)}

@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import torch
 
 from agents.checkpoint import CheckpointError
+from agents.distributed import relaunch_under_torchrun
 from image_samplers.began.config import BEGANConfig, ConfigError
 from image_samplers.began.model import sample_z
 from image_samplers.began.train import CHECKPOINT, BEGANTrainer, generate, load_generator
@@ -22,27 +22,12 @@ from image_samplers.data import DataError, load_dataset, save_image_grid
 EVALUATOR = "evaluator.pt"
 
 
-def _relaunch_under_torchrun(nproc: int, argv: list[str]) -> int:
-    """``began train --nproc-per-node N ...`` -> ``torchrun --standalone --nproc_per_node=N``."""
-    rest, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--nproc-per-node":
-            skip = True
-        elif not arg.startswith("--nproc-per-node="):
-            rest.append(arg)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    cmd += [f"--nproc_per_node={nproc}", "-m", "image_samplers.began.cli", *rest, "--distributed"]
-    return subprocess.call(cmd)
-
-
 def _train(args: argparse.Namespace) -> int:
     if args.nproc_per_node is not None:
         if args.nproc_per_node < 1:
             print("began train: --nproc-per-node must be >= 1", file=sys.stderr)
             return 2
-        return _relaunch_under_torchrun(args.nproc_per_node, args.argv)
+        return relaunch_under_torchrun("image_samplers.began.cli", args.nproc_per_node, args.argv)
     ctx = None
     if args.distributed or "WORLD_SIZE" in os.environ:
         from agents.distributed import DistributedSetupError, init_distributed
