@@ -11,14 +11,6 @@ from agents.critic import LSTMCritic
 from tests.test_reinforce import T, V, objective, tiny_setup
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_losses_hand_computed_and_gradients_separated():
     log_probs = torch.log(torch.tensor([[0.5, 0.25, 0.125]])).requires_grad_(True)
     values = torch.tensor([[0.5, 10.0, 1.0]], requires_grad=True)

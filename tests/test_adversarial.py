@@ -11,15 +11,6 @@ from textgan_envs.discriminators import build_discriminator, discriminator_accur
 from textgan_envs.envs import OracleVectorEnv
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small CPU kernels run faster single-threaded, above all on a shared, busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def real_sampler(n: int) -> torch.Tensor:
     return torch.randint(0, 5, (n, 6))  # real data: only tokens 0..4
 

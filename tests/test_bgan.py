@@ -12,14 +12,6 @@ from agents.config import ConfigError, build_config
 from tests.test_reinforce import T, V, objective, tiny_setup
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def make_cfg(**kw):
     return build_config(
         bgan.BGANConfig, {"vocab_size": V, "seq_len": T, "n_groups": 4, "n_samples": 16, **kw}

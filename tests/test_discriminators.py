@@ -17,15 +17,6 @@ from textgan_envs.discriminators import (
 from textgan_envs.discriminators.cnn import SEQGAN_FILTER_SIZES, SEQGAN_NUM_FILTERS
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small CPU kernels run faster single-threaded, above all on a shared, busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_cnn_has_seqgan_defaults() -> None:
     d = CNNDiscriminator(vocab_size=50, seq_len=20)
     assert d.embedding.embedding_dim == 64

@@ -15,6 +15,7 @@ from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import textgan_envs  # noqa: F401  (registers the ids)
+from tests.helpers import PatternD
 from textgan_envs.envs import (
     CorpusEnv,
     CorpusVectorEnv,
@@ -24,28 +25,6 @@ from textgan_envs.envs import (
     TextGenerationVectorEnv,
 )
 from textgan_envs.rewards import get_reward_fn
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small CPU kernels run faster single-threaded, above all on a shared, busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-class PatternD:
-    """Fixed discriminator: logit = 4 * (fraction of tokens below 3) - 2; counts its calls."""
-
-    def __init__(self, vocab_size: int) -> None:
-        self.vocab_size = vocab_size
-        self.calls: list[int] = []
-
-    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
-        self.calls.append(len(tokens))
-        return 4.0 * (tokens < 3).float().mean(1) - 2.0
-
 
 CORPUS = "the cat sat on the mat\na dog ran\nthe dog sat\n\ncats and dogs ran on the mat today\n"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch import Tensor
 
+from tests.helpers import CountingPolicy, PatternD
 from textgan_envs.envs import (
     CorpusEnv,
     CorpusVectorEnv,
@@ -20,49 +20,10 @@ from textgan_envs.rewards import get_reward_fn
 from textgan_envs.rollout import monte_carlo_q
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small CPU kernels run faster single-threaded, above all on a shared, busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-class PatternD:
-    def __init__(self, vocab_size: int) -> None:
-        self.vocab_size = vocab_size
-
-    def __call__(self, tokens: Tensor) -> Tensor:
-        return 4.0 * (tokens < 3).float().mean(1) - 2.0
-
-
-class NextTokenPolicy:
-    """Deterministic rollout policy: next token = (prev + 1) mod V."""
-
-    start_token = 0
-
-    def __init__(self, vocab_size: int) -> None:
-        self.vocab_size = vocab_size
-        self.seq_len = 99
-
-    @property
-    def device(self) -> torch.device:
-        return torch.device("cpu")
-
-    def initial_state(self, batch_size: int):
-        return (torch.zeros(batch_size, 1),)
-
-    def step(self, prev: Tensor, state):
-        logits = torch.full((len(prev), self.vocab_size), -1e4)
-        logits[torch.arange(len(prev)), (prev + 1) % self.vocab_size] = 0.0
-        return logits, state
-
-
 @pytest.mark.parametrize("mode", ["prob", "log"])
 def test_q_values_equal_monte_carlo_q_and_return_is_terminal_reward(mode: str) -> None:
     V, T = 8, 5
-    policy = NextTokenPolicy(V)
+    policy = CountingPolicy(V)
     d = PatternD(V)
     env = MonteCarloRewardWrapper(
         OracleEnv(vocab_size=V, seq_len=T, discriminator=d, reward_mode=mode), policy, 3
@@ -89,7 +50,7 @@ def test_vector_wrapper_matches_scalar_with_eos(tmp_path) -> None:
     path = tmp_path / "c.txt"
     path.write_text("a b c\nb c d e\nc d\n", encoding="utf-8")
     V = CorpusEnv(str(path), seq_len=5, discriminator="lstm").vocab_size
-    policy = NextTokenPolicy(V)
+    policy = CountingPolicy(V)
     n = 4
     vec = MonteCarloRewardVectorWrapper(
         CorpusVectorEnv(str(path), num_envs=n, seq_len=5, discriminator=PatternD(V)), policy, 2
@@ -148,14 +109,14 @@ def test_stochastic_rollouts_are_reproducible_and_unbiased() -> None:
 def test_bad_rollout_policy_is_rejected() -> None:
     env = OracleEnv(vocab_size=8, seq_len=3, discriminator=PatternD(8))
     with pytest.raises(ValueError, match="vocabulary mismatch"):
-        MonteCarloRewardWrapper(env, NextTokenPolicy(9), 2)
+        MonteCarloRewardWrapper(env, CountingPolicy(9), 2)
     with pytest.raises(ValueError, match="n_rollouts"):
-        MonteCarloRewardWrapper(env, NextTokenPolicy(8), 0)
+        MonteCarloRewardWrapper(env, CountingPolicy(8), 0)
     with pytest.raises(TypeError, match="TextGenerationVectorEnv"):
         MonteCarloRewardVectorWrapper(
-            __import__("gymnasium").vector.SyncVectorEnv([lambda: env]), NextTokenPolicy(8), 2
+            __import__("gymnasium").vector.SyncVectorEnv([lambda: env]), CountingPolicy(8), 2
         )
     venv = OracleVectorEnv(num_envs=2, vocab_size=8, seq_len=3, discriminator=PatternD(8))
     assert isinstance(
-        MonteCarloRewardVectorWrapper(venv, NextTokenPolicy(8), 2).unwrapped, OracleVectorEnv
+        MonteCarloRewardVectorWrapper(venv, CountingPolicy(8), 2).unwrapped, OracleVectorEnv
     )

@@ -49,14 +49,6 @@ def corpus_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def build(kind: str, vocab: int, seq_len: int, mode: str, scale: float, corpus: Path, n_envs: int):
     vector = kind.endswith("vector")
     if kind.startswith("corpus"):

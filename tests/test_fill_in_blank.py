@@ -23,15 +23,6 @@ from .conftest import shared_file
 V, T = 30, 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models on a shared CPU: one thread avoids oversubscription stalls (restored after)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _data(n: int = 64, seed: int = 0) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     data = torch.randint(5, V, (n, T), generator=gen)

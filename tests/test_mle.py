@@ -18,14 +18,6 @@ from textgan_envs.oracle import OracleLSTM
 V, T = 20, 6
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def problem():
     oracle = OracleLSTM.random(11, vocab_size=V, emb_dim=8, hidden_dim=8, seq_len=T)

@@ -14,15 +14,6 @@ from textgan_envs.oracle import OracleLSTM, oracle_shapes
 from textgan_envs.sequence_model import RecurrentSequenceModel
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on a shared 2-core machine, 2 threads measured ~10x the CPU time."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def numpy_log_probs(arrays: dict[str, np.ndarray], tokens: np.ndarray) -> np.ndarray:
     """The SeqGAN oracle equations written out in float64, per-token log p: [B, T]."""
     a = {k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()}

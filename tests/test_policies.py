@@ -10,14 +10,6 @@ from textgan_envs.sampling import sequence_log_probs
 from textgan_envs.sequence_model import RecurrentSequenceModel
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_policy(seed: int = 0, **kw) -> LSTMPolicy:
     policy = LSTMPolicy(kw.pop("vocab_size", 30), kw.pop("seq_len", 6), device="cpu", **kw)
     policy.reset_parameters(torch.Generator().manual_seed(seed))

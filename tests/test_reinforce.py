@@ -16,15 +16,6 @@ from textgan_envs.rollout import monte_carlo_q
 V, T = 8, 4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest single-threaded, especially on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def fixed_disc(tokens: torch.Tensor) -> torch.Tensor:
     """A fixed discriminator: the logit grows with the fraction of token 3 (D in [0.18, 0.82])."""
     return 3.0 * (tokens == 3).float().mean(1) - 1.5

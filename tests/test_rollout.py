@@ -8,42 +8,9 @@ import pytest
 import torch
 from torch import Tensor
 
+from tests.helpers import CountingPolicy
 from textgan_envs.oracle import OracleLSTM
 from textgan_envs.rollout import monte_carlo_q
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small CPU kernels run faster single-threaded, above all on a shared, busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-class CountingPolicy:
-    """Deterministic protocol model: next token = (prev + 1) mod V; counts ``step`` rows."""
-
-    start_token = 0
-
-    def __init__(self, vocab_size: int, seq_len: int) -> None:
-        self.vocab_size, self.seq_len = vocab_size, seq_len
-        self.rows_stepped = 0
-        self.calls = 0
-
-    @property
-    def device(self) -> torch.device:
-        return torch.device("cpu")
-
-    def initial_state(self, batch_size: int) -> tuple[Tensor, ...]:
-        return (torch.zeros(batch_size, 2),)
-
-    def step(self, prev: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
-        self.calls += 1
-        self.rows_stepped += len(prev)
-        logits = torch.full((len(prev), self.vocab_size), -1e4)
-        logits[torch.arange(len(prev)), (prev + 1) % self.vocab_size] = 0.0
-        return logits, (state[0] + 1,)
 
 
 def test_deterministic_policy_gives_exact_q() -> None:

@@ -18,15 +18,6 @@ SAMPLERS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on a shared 2-core machine, 2 threads measured ~10x the CPU time."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def chi_square_p(counts: np.ndarray, probs: np.ndarray) -> float:
     """p-value of counts against probs, pooling classes expected fewer than 5 times."""
     expected = probs / probs.sum() * counts.sum()

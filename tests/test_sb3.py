@@ -18,31 +18,19 @@ from agents.sb3 import (
     TokenEmbeddingExtractor,
     token_policy_kwargs,
 )
+from tests.helpers import PatternD
 from textgan_envs.adversarial import AdversarialConfig, DiscriminatorTrainer
 from textgan_envs.discriminators import build_discriminator
 from textgan_envs.envs import CorpusVectorEnv, OracleEnv, OracleVectorEnv
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small CPU kernels run faster single-threaded, above all on a shared, busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-class PatternD:
+def pattern_d() -> PatternD:
     """Fixed discriminator preferring tokens 0..4: logit = 6 * (their fraction) - 3."""
-
-    vocab_size = 50
-
-    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
-        return 6.0 * (tokens < 5).float().mean(1) - 3.0
+    return PatternD(50, below=5, scale=6.0)
 
 
 def test_extractor_embeds_ids_exactly() -> None:
-    space = OracleEnv(vocab_size=50, seq_len=4, discriminator=PatternD()).observation_space
+    space = OracleEnv(vocab_size=50, seq_len=4, discriminator=pattern_d()).observation_space
     ext = TokenEmbeddingExtractor(space, embed_dim=8, features_dim=16)
     obs = torch.tensor([[3, 49, 50, 50, 2], [3, 48, 50, 50, 2]], dtype=torch.float32)
     out = ext(obs)
@@ -56,9 +44,11 @@ def test_extractor_embeds_ids_exactly() -> None:
 def test_adapter_matches_dummy_vec_env_over_scalar_envs() -> None:
     n = 4
     adapter = SB3VecEnvAdapter(
-        OracleVectorEnv(num_envs=n, vocab_size=50, seq_len=3, discriminator=PatternD())
+        OracleVectorEnv(num_envs=n, vocab_size=50, seq_len=3, discriminator=pattern_d())
     )
-    dummy = DummyVecEnv([lambda: OracleEnv(vocab_size=50, seq_len=3, discriminator=PatternD())] * n)
+    dummy = DummyVecEnv(
+        [lambda: OracleEnv(vocab_size=50, seq_len=3, discriminator=pattern_d())] * n
+    )
     np.testing.assert_array_equal(adapter.reset(), dummy.reset())
     rng = np.random.default_rng(0)
     for _ in range(7):
@@ -78,13 +68,13 @@ def test_adapter_matches_dummy_vec_env_over_scalar_envs() -> None:
     with pytest.raises(ValueError, match="as_torch"):
         SB3VecEnvAdapter(
             OracleVectorEnv(
-                num_envs=2, vocab_size=50, seq_len=3, discriminator=PatternD(), as_torch=True
+                num_envs=2, vocab_size=50, seq_len=3, discriminator=pattern_d(), as_torch=True
             )
         )
 
 
 def _mean_episode_reward(policy, n_episodes: int = 256) -> float:
-    venv = OracleVectorEnv(num_envs=64, vocab_size=50, seq_len=8, discriminator=PatternD())
+    venv = OracleVectorEnv(num_envs=64, vocab_size=50, seq_len=8, discriminator=pattern_d())
     obs, _ = venv.reset(seed=1)
     venv.action_space.seed(1)
     rewards: list[float] = []
@@ -103,7 +93,7 @@ def test_stock_ppo_learns_the_discriminators_preference() -> None:
     """Random tokens score ~0.09 (sigmoid(6*0.1-3)); PPO must reach well above it in ~10k steps."""
     env = VecMonitor(
         SB3VecEnvAdapter(
-            OracleVectorEnv(num_envs=16, vocab_size=50, seq_len=8, discriminator=PatternD())
+            OracleVectorEnv(num_envs=16, vocab_size=50, seq_len=8, discriminator=pattern_d())
         )
     )
     model = PPO(

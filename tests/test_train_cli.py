@@ -37,14 +37,6 @@ TINY = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def sets(*extra: str) -> list[str]:
     out: list[str] = []
     for item in (*TINY, *extra):
@@ -117,7 +109,9 @@ def test_train_then_sample_end_to_end(tmp_path, capsys, agent):
     with (out / "metrics.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert [int(r["step"]) for r in rows] == [1, 2, 3]
-    assert rows[1]["nll_oracle"] != "nan" and rows[0]["nll_oracle"] == "nan"  # eval_every=2, and at the end
+    assert (
+        rows[1]["nll_oracle"] != "nan" and rows[0]["nll_oracle"] == "nan"
+    )  # eval_every=2, and at the end
     assert all(0 <= float(r["d_accuracy"]) <= 1 for r in rows)
     capsys.readouterr()
     assert sample_main(["--run", str(out), "-n", "5", "--temperature", "0.8"]) == 0
