@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from agents.checkpoint import CheckpointError, atomic_save, load_checkpoint, rng_state, set_rng_state
+from agents.checkpoint import (
+    CheckpointError,
+    atomic_save,
+    load_checkpoint,
+    rng_state,
+    set_rng_state,
+)
 from agents.metric_log import MetricLogger
 
 
