@@ -11,7 +11,10 @@ import importlib
 import sys
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "mle": ("agents.mle_cli", "MLE-pretrain the generator on the synthetic oracle and print its scores"),
+    "mle": (
+        "agents.mle_cli",
+        "MLE-pretrain the generator on the synthetic oracle and print its scores",
+    ),
     "train": ("agents.train", "train an agent (mle, reinforce, bgan, actor_critic, maskgan)"),
     "sample": ("agents.sample_cli", "print decoded samples from a run"),
     "eval": ("agents.eval_cli", "evaluate a run's generator"),
