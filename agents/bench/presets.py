@@ -151,7 +151,7 @@ def quick(env: str = "textgan/Oracle-v0") -> BenchConfig:
     return BenchConfig(
         env=env,
         preset="quick",
-        agents=("mle", "reinforce", "bgan", "actor_critic"),
+        agents=("mle", "reinforce", "bgan", "actor_critic", "ppo"),
         seeds=3,
         budget=50,
         n_checkpoints=5,
@@ -186,7 +186,7 @@ def paper(env: str = "textgan/Oracle-v0") -> BenchConfig:
     return BenchConfig(
         env=env,
         preset="paper",
-        agents=("mle", "reinforce", "bgan", "actor_critic"),
+        agents=("mle", "reinforce", "bgan", "actor_critic", "ppo"),
         seeds=5,
         budget=200,
         n_checkpoints=10,
