@@ -245,3 +245,9 @@ def action_mask(vocab_size: int, forbidden_tokens: Sequence[int]) -> np.ndarray:
 
 
 DecodeFn = Callable[[Any], str]
+
+
+def check_render_mode(render_mode: str | None, supported: list[str]) -> None:
+    """Fail at construction, naming the mode, when ``render_mode`` is not one the env supports."""
+    if render_mode is not None and render_mode not in supported:
+        raise ValueError(f"render_mode {render_mode!r} is not supported; use one of {supported}")

@@ -16,6 +16,7 @@ from textgan_envs.envs.core import (
     DecodeFn,
     TextGenerationCore,
     action_mask,
+    check_render_mode,
     observation_space,
 )
 from textgan_envs.envs.sources import RealDataSource, corpus_setup, oracle_setup
@@ -121,10 +122,7 @@ class TextGenerationEnv(gym.Env):
         render_mode: str | None = None,
         device: str | torch.device = "cpu",
     ) -> None:
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode {render_mode!r} is not supported; use one of {self.metadata['render_modes']}"
-            )
+        check_render_mode(render_mode, self.metadata["render_modes"])
         self.core = TextGenerationCore(
             1,
             vocab_size,

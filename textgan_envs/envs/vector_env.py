@@ -33,6 +33,7 @@ from textgan_envs.envs.core import (
     TextGenerationCore,
     action_mask,
     check_action_tensor,
+    check_render_mode,
     observation_space,
     validate_actions,
 )
@@ -93,10 +94,7 @@ class TextGenerationVectorEnv(VectorEnv):
         device: str | torch.device = "cpu",
         action_check: Literal["step", "episode"] = "step",
     ) -> None:
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode {render_mode!r} is not supported; use one of {self.metadata['render_modes']}"
-            )
+        check_render_mode(render_mode, self.metadata["render_modes"])
         self.core = TextGenerationCore(
             num_envs,
             vocab_size,
