@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,31 @@ def test_skip_connection_concatenates_upsampled_h0() -> None:
     assert [b[0].in_channels for b in decoder.blocks] == [4, 8, 8]
 
 
+@pytest.mark.parametrize("init", ["xavier", "default"])
+def test_init_scales_weights_as_named(init: str) -> None:
+    torch.manual_seed(0)
+    cfg = BEGANConfig(image_size=16, num_filters=32, z_dim=16, h_dim=16, init=init)
+    layers = [
+        m
+        for net in (Generator(cfg), Discriminator(cfg))
+        for m in net.modules()
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+    ]
+    assert len(layers) > 10
+    for layer in layers:
+        w = layer.weight
+        fan_in = w[0].numel()
+        fan_out = w.shape[0] * (w[0, 0].numel() if w.ndim == 4 else 1)
+        if init == "xavier":
+            bound = (6.0 / (fan_in + fan_out)) ** 0.5
+            assert torch.count_nonzero(layer.bias) == 0
+        else:  # PyTorch: kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+            bound = fan_in**-0.5
+            assert torch.count_nonzero(layer.bias) > 0
+        assert w.abs().max() <= bound + 1e-6
+        assert w.std().item() == pytest.approx(bound / 3**0.5, rel=0.15), layer
+
+
 # ---------------------------------------------------------------- config
 @pytest.mark.parametrize(
     ("field", "value"),
@@ -109,6 +135,7 @@ def test_skip_connection_concatenates_upsampled_h0() -> None:
         ("steps", -1),
         ("batch_size", 0),
         ("lr_min", 1.0),
+        ("init", "glorot"),
     ],
 )
 def test_bad_config_names_the_field(field: str, value: float) -> None:
@@ -216,6 +243,8 @@ def test_cli_rejects_bad_values_with_field_name(
     assert "BEGANConfig.image_size=24" in capsys.readouterr().err
     assert main(["train", "--steps", "-3", "--out", str(tmp_path / "c")]) == 2
     assert "BEGANConfig.steps=-3" in capsys.readouterr().err
+    assert main(["train", "--init", "he", "--out", str(tmp_path / "d")]) == 2
+    assert "BEGANConfig.init='he'" in capsys.readouterr().err
     assert main(["train", "--resume", "--out", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
@@ -232,6 +261,13 @@ def test_cli_train_resume_sample_interpolate(tmp_path: Path) -> None:
     assert main(["train", "--out", str(run), "--resume", "--steps", "4", "--no-progress"]) == 0
     rows = _csv_rows(run / "metrics.csv")
     assert [row["step"] for row in rows] == ["2", "3", "4"]
+    saved = json.loads((run / "config.json").read_text())
+    assert (saved["init"], saved["skip"], saved["beta1"]) == ("xavier", True, 0.5)
+    other = tmp_path / "other"
+    flags = ["--init", "default", "--no-skip", "--beta1", "0.9", "--steps", "1", "--no-progress"]
+    assert main(["train", "--out", str(other), *common, *flags]) == 0
+    saved = json.loads((other / "config.json").read_text())
+    assert (saved["init"], saved["skip"], saved["beta1"]) == ("default", False, 0.9)
     assert {"loss_real", "loss_fake", "k", "m_global"} <= rows[0].keys()
     assert (run / "samples" / "step_0000004.png").is_file()
     assert main(["sample", "--run", str(run), "-n", "6", "--nrow", "3", "--device", "cpu"]) == 0

@@ -82,6 +82,9 @@ def _train_in_context(args: argparse.Namespace, ctx: Any) -> int:
             "lr_halve_every": args.lr_halve_every,
             "lr_min": args.lr_min,
             "lambda_k": args.lambda_k,
+            "beta1": args.beta1,
+            "init": args.init,
+            "skip": args.skip,
             "log_every": args.log_every,
             "sample_every": args.sample_every,
             "checkpoint_every": args.checkpoint_every,
@@ -205,6 +208,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr-halve-every", type=int, default=None)
     train.add_argument("--lr-min", type=float, default=None)
     train.add_argument("--lambda-k", type=float, default=None)
+    train.add_argument("--beta1", type=float, default=None, help="Adam beta1 (default 0.5)")
+    train.add_argument(
+        "--init", default=None, help="weight initialisation: xavier (default) | default (PyTorch)"
+    )
+    train.add_argument(
+        "--skip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the paper's decoder skip connections (default on)",
+    )
     train.add_argument("--log-every", type=int, default=None)
     train.add_argument("--sample-every", type=int, default=None)
     train.add_argument("--checkpoint-every", type=int, default=None)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+INITS = ("xavier", "default")
+
 
 class ConfigError(ValueError):
     """A configuration value is out of range; the message names the field."""
@@ -28,6 +30,10 @@ class BEGANConfig:
     """Dimension of the discriminator's embedding h (the autoencoder bottleneck)."""
     skip: bool = True
     """Concatenate the upsampled first 8x8 decoder tensor at every scale (the paper's skip connections)."""
+    init: str = "xavier"
+    """Weight initialisation: ``xavier`` (Glorot-uniform weights, zero biases: the TF/slim default
+    the reference implementation gets) or ``default`` (PyTorch's Kaiming-uniform(a=sqrt(5)),
+    a third of Xavier's weight variance for square layers)."""
     gamma: float = 0.5
     """Diversity ratio gamma = E[L(G(z))] / E[L(x)] targeted by the k_t controller; in (0, 1]."""
     lambda_k: float = 0.001
@@ -70,6 +76,8 @@ class BEGANConfig:
             raise bad("image_size", "must be a power of two >= 8")
         if not 0.0 < self.gamma <= 1.0:
             raise bad("gamma", "must be in (0, 1]")
+        if self.init not in INITS:
+            raise bad("init", f"must be one of {', '.join(INITS)}")
         if self.lambda_k < 0:
             raise bad("lambda_k", "must be >= 0")
         for name in ("channels", "num_filters", "z_dim", "h_dim", "batch_size", "log_every"):

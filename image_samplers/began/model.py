@@ -93,6 +93,7 @@ class Generator(nn.Module):
         self.decoder = Decoder(
             config.z_dim, config.image_size, config.channels, config.num_filters, config.skip
         )
+        initialise(self, config.init)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
@@ -107,9 +108,28 @@ class Discriminator(nn.Module):
         self.decoder = Decoder(
             config.h_dim, config.image_size, config.channels, config.num_filters, config.skip
         )
+        initialise(self, config.init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))
+
+
+def initialise(module: nn.Module, init: str) -> nn.Module:
+    """Re-initialise every conv and linear layer of ``module``.
+
+    ``xavier``: Glorot-uniform weights and zero biases, what tf.contrib.slim layers get in the
+    reference implementation; ``default`` keeps PyTorch's own initialisation.
+    """
+    if init == "default":
+        return module
+    if init != "xavier":
+        raise ValueError(f"unknown init {init!r}; expected 'xavier' or 'default'")
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(layer.weight)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+    return module
 
 
 def sample_z(
