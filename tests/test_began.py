@@ -276,3 +276,23 @@ def test_cli_train_resume_sample_interpolate(tmp_path: Path) -> None:
     assert main(["interpolate", "--run", str(run), "--rows", "2", "--frames", "5"]) == 0
     strip = mpimg.imread(run / "interpolation_step4.png")
     assert strip.shape[:2] == (1 + 2 * 9, 1 + 5 * 9)
+
+
+def test_eval_joins_snapshots_with_logged_m_global(tmp_path: Path) -> None:
+    from image_samplers.began.cli import correlation, logged_at
+
+    log = tmp_path / "metrics.csv"
+    log.write_text(
+        "step,loss_real,m_global,k\n"
+        "100,0.5,0.90,0.0\n200,0.4,0.80,0.01\n200,0.4,0.70,0.02\n300,0.3,0.60,0.03\n"
+    )
+    assert logged_at(log, [100, 200, 300]) == [0.90, 0.70, 0.60]  # re-logged step: last wins
+    assert logged_at(log, [300], "k") == [0.03]
+    with pytest.raises(ValueError, match=r"no row for step\(s\) \[150\]"):
+        logged_at(log, [100, 150])
+    xs = [1.0, 2.0, 3.0, 4.0, 5.0]
+    curved = correlation(xs, [x**4 for x in xs])
+    assert curved["spearman"] == pytest.approx(1.0) and 0.8 < curved["pearson"] < 0.99
+    assert correlation(xs, [-x for x in xs])["pearson"] == pytest.approx(-1.0)
+    with pytest.raises(ValueError, match="paired"):
+        correlation(xs[:2], xs[:2])

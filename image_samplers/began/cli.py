@@ -167,6 +167,38 @@ def evaluate_run(
     }
 
 
+def logged_at(metrics_csv: Path, steps: list[int], key: str = "m_global") -> list[float]:
+    """``key`` from the log window ending at each of ``steps`` (snapshots align with log steps)."""
+    import csv
+
+    with metrics_csv.open(newline="") as handle:
+        # a resumed run may re-log a step: the last row for a step wins
+        table = {int(row["step"]): float(row[key]) for row in csv.DictReader(handle)}
+    missing = [s for s in steps if s not in table]
+    if missing:
+        raise ValueError(
+            f"{metrics_csv} has no row for step(s) {missing}; snapshot_every must be a "
+            "multiple of log_every"
+        )
+    return [table[s] for s in steps]
+
+
+def correlation(xs: list[float], ys: list[float]) -> dict[str, float]:
+    """Pearson and Spearman correlation (with p-values) of two equally long series."""
+    from scipy.stats import pearsonr, spearmanr
+
+    if len(xs) != len(ys) or len(xs) < 3:
+        raise ValueError(f"need >= 3 paired values to correlate, got {len(xs)} and {len(ys)}")
+    pearson = pearsonr(xs, ys)
+    spearman = spearmanr(xs, ys)
+    return {
+        "pearson": float(pearson.statistic),
+        "pearson_p": float(pearson.pvalue),
+        "spearman": float(spearman.statistic),
+        "spearman_p": float(spearman.pvalue),
+    }
+
+
 def _eval(args: argparse.Namespace) -> int:
     run = Path(args.run)
     if args.n < 1000:
@@ -183,6 +215,19 @@ def _eval(args: argparse.Namespace) -> int:
         rows.append(result)
         print(json.dumps({k: round(v, 5) for k, v in result.items()}))
     name = "eval_snapshots.json" if args.snapshots else "eval.json"
+    if args.snapshots and (run / "metrics.csv").is_file():
+        steps = [int(row["step"]) for row in rows]
+        for key in ("m_global", "k"):
+            for row, value in zip(rows, logged_at(run / "metrics.csv", steps, key), strict=True):
+                row[key] = value
+        if len(rows) >= 3:
+            m_global = [row["m_global"] for row in rows]
+            fd = [row["fd"] for row in rows]
+            summary = {"m_global_vs_fd": correlation(m_global, fd)}
+            print(json.dumps({"snapshots": len(rows), **summary}))
+            (run / "eval_snapshots_correlation.json").write_text(
+                json.dumps(summary, indent=2) + "\n"
+            )
     (run / name).write_text(json.dumps(rows, indent=2) + "\n")
     return 0
 
