@@ -49,8 +49,6 @@ def _train(args: argparse.Namespace) -> int:
 def _train_in_context(args: argparse.Namespace, ctx: Any) -> int:
     out = Path(args.out)
     main = ctx is None or ctx.is_main
-    if args.threads:
-        torch.set_num_threads(args.threads)
     # SIGTERM (e.g. a job scheduler's stop) takes the KeyboardInterrupt path: checkpoint, then exit.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     if args.resume:
@@ -293,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--nrow", type=int, default=8)
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--device", default="auto")
+    sample.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     sample.add_argument("--out", default=None)
     sample.set_defaults(func=_sample)
 
@@ -302,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     interp.add_argument("--frames", type=int, default=10)
     interp.add_argument("--seed", type=int, default=0)
     interp.add_argument("--device", default="auto")
+    interp.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     interp.add_argument("--out", default=None)
     interp.set_defaults(func=_interpolate)
 
@@ -310,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--n", type=int, default=1000)
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--device", default="auto")
+    ev.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     ev.add_argument("--snapshots", action="store_true", help="evaluate every snapshots/G_*.pt")
     ev.set_defaults(func=_eval)
     return parser
@@ -323,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, name, 1) is not None and getattr(args, name, 1) <= 0:
             print(f"began {args.command}: --{name} must be positive", file=sys.stderr)
             return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
     try:
         return int(args.func(args))
     except (ConfigError, DataError, CheckpointError, ValueError) as exc:
