@@ -76,6 +76,15 @@ class LSTMPolicy(nn.Module):
         return zeros, zeros.clone()  # (h [B, H], c [B, H])
 
     def step(self, prev_tokens: Tensor, state: State) -> tuple[Tensor, State]:
+        h, state = self.step_features(prev_tokens, state)
+        return self.head(h), state  # logits [B, V]
+
+    def output_projection(self) -> tuple[Tensor, Tensor | None]:
+        """``(weight [H, V], bias [V])`` of the output layer: logits are ``h @ weight + bias``."""
+        return self.head.weight.t(), self.head.bias
+
+    def step_features(self, prev_tokens: Tensor, state: State) -> tuple[Tensor, State]:
+        """The LSTM step without the output layer: ``(h [B, H], (h, c))``."""
         h, c = state  # [B, H] each
         x = self.embedding(prev_tokens)  # [B, E]
         lstm = self.lstm
@@ -84,7 +93,7 @@ class LSTMPolicy(nn.Module):
         i, f, g, o = gates.chunk(4, dim=1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
-        return self.head(h), (h, c)  # logits [B, V]
+        return h, (h, c)
 
     # ----------------------------------------------------------------- whole sequences
     def teacher_forced_logits(self, tokens: Tensor) -> Tensor:

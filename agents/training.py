@@ -589,7 +589,9 @@ def collect_episodes(
     """Step ``venv`` (torch mode, fixed length) through one episode per row with ``policy``'s samples.
 
     ``T`` steps of ``policy.step`` -> :func:`sample_categorical` -> ``venv.step``, all on the
-    env's device with no host sync (the draws are those of ``policy.sample(B, generator)``).
+    env's device with no host sync (the draws are those of ``policy.sample(B, generator)`` with
+    the fused CPU sampler of :mod:`textgan_envs.projection_sampling` switched off: same
+    distribution, different random stream).
     Autoreset is ``SAME_STEP``: the observation returned with the last step is already the
     next episode's first one, so the finished tokens are read from ``info["sequence"]``. For
     BGAN's conditioned groups the rows form ``B / group_size`` consecutive groups that share

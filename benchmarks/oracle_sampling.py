@@ -19,22 +19,37 @@ import torch
 
 from textgan_envs import sampling as S
 from textgan_envs.oracle import OracleLSTM
+from textgan_envs.projection_sampling import ProjectionSampler, set_fused_sampling
 
-METHODS: dict[str, Callable[..., torch.Tensor]] = {
+METHODS: dict[str, Callable[..., torch.Tensor] | str] = {
     "multinomial (torch.multinomial on softmax)": S.sample_categorical_multinomial,
     "gumbel-max (one uniform per class)": S.sample_categorical_gumbel,
-    "inverse-CDF, two-level (default)": S.sample_categorical_inverse_cdf,
+    "inverse-CDF, two-level, float32 logits": S.sample_categorical_inverse_cdf,
+    "fused projection sampler, float32 proposal": "float32",
+    "fused projection sampler, bfloat16 + rejection": "bfloat16",
 }
 
 
 @contextlib.contextmanager
-def using(sampler: Callable[..., torch.Tensor]) -> Iterator[None]:
-    original = S.sample_categorical
-    S.sample_categorical = sampler
+def using(method: Callable[..., torch.Tensor] | str) -> Iterator[None]:
+    """Route ``sample_sequences`` through one method: a logits sampler, or the fused path."""
+    original_sampler, original_projection = S.sample_categorical, S._projection_sampler
+    if isinstance(method, str):
+        old = set_fused_sampling(True)
+
+        def projection(model: object) -> ProjectionSampler:
+            weight, bias = model.output_projection()  # type: ignore[attr-defined]
+            return ProjectionSampler(weight, bias, precision=method)
+
+        S._projection_sampler = projection
+    else:
+        old = set_fused_sampling(False)
+        S.sample_categorical = method
     try:
         yield
     finally:
-        S.sample_categorical = original
+        S.sample_categorical, S._projection_sampler = original_sampler, original_projection
+        set_fused_sampling(old)
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, float, object]:
@@ -62,7 +77,9 @@ def main() -> None:
         f"oracle: {source}; V={oracle.vocab_size}, T={oracle.seq_len}; n={args.n}; "
         f"torch threads={torch.get_num_threads()}; device={oracle.device}"
     )
-    oracle.sample(64, generator=torch.Generator(device=oracle.device).manual_seed(0))  # warm-up
+    for method in METHODS.values():  # warm-up (compiles the fused sampler once)
+        with using(method):
+            oracle.sample(600, generator=torch.Generator(device=oracle.device).manual_seed(0))
     rows = []
     samples = None
     for name, method in METHODS.items():

@@ -19,6 +19,7 @@ from agents.perf_switches import PerfSwitches, SwitchedModule, apply_switches, t
 from agents.policies import LSTMPolicy
 from textgan_envs.discriminators import CNNDiscriminator, LSTMDiscriminator, eval_logits
 from textgan_envs.oracle import OracleLSTM
+from textgan_envs.projection_sampling import set_fused_sampling
 from textgan_envs.rollout import monte_carlo_q
 from textgan_envs.sampling import sample_sequences
 
@@ -32,6 +33,14 @@ CUDA_FUNCTIONS = (
     "set_device",
     "is_bf16_supported",
 )
+
+
+@pytest.fixture(autouse=True)
+def _plain_sampling_path():
+    """Check the loops that run on a GPU: the fused sampler is CPU-only (and may sync there)."""
+    old = set_fused_sampling(False)
+    yield
+    set_fused_sampling(old)
 
 
 class HostSyncError(AssertionError):

@@ -133,6 +133,15 @@ class OracleLSTM(nn.Module):
         return w, u, b
 
     def step(self, prev_tokens: Tensor, state: State) -> tuple[Tensor, State]:
+        h, state = self.step_features(prev_tokens, state)
+        return torch.addmm(self.bo, h, self.Wo), state  # logits [B, V]
+
+    def output_projection(self) -> tuple[Tensor, Tensor]:
+        """``(Wo [H, V], bo [V])``: logits are ``h @ Wo + bo``."""
+        return self.Wo, self.bo
+
+    def step_features(self, prev_tokens: Tensor, state: State) -> tuple[Tensor, State]:
+        """The LSTM step without the output projection: ``(h [B, H], (h, c))``."""
         h, c = state  # [B, H] each
         w, u, b = self._fused()
         x = self.g_embeddings[prev_tokens]  # [B, E]
@@ -140,8 +149,7 @@ class OracleLSTM(nn.Module):
         i, f, o, g = gates.chunk(4, dim=1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
-        logits = torch.addmm(self.bo, h, self.Wo)  # [B, V]
-        return logits, (h, c)
+        return h, (h, c)
 
     # ----------------------------------------------------------------- sampling / scoring
     def sample(

@@ -23,7 +23,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from textgan_envs.sampling import sample_categorical
+from textgan_envs.sampling import next_token_sampler
 from textgan_envs.sequence_model import RecurrentSequenceModel
 
 ScoreFn = Callable[[Tensor], Tensor]
@@ -83,11 +83,11 @@ def _q_chunk(
     prev_rows = tokens[:, :n_prefix].T.repeat_interleave(n, dim=0).reshape(rows)
 
     # 2. generate position p (0-based) for every row whose prefix length t <= p.
+    step_and_sample = next_token_sampler(policy, generator)
     for p in range(1, length):
         active = p * group
         state_in = tuple(buf[:active] for buf in buffers)
-        logits, state_out = policy.step(prev_rows[:active], state_in)
-        new = sample_categorical(logits, generator=generator)
+        new, state_out = step_and_sample(prev_rows[:active], state_in)
         completions[:active, p] = new
         prev_rows[:active] = new
         for buf, s in zip(buffers, state_out, strict=True):

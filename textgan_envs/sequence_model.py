@@ -42,3 +42,21 @@ class RecurrentSequenceModel(Protocol):
     @property
     def device(self) -> torch.device:  # pragma: no cover - protocol
         ...
+
+
+@runtime_checkable
+class ProjectedSequenceModel(RecurrentSequenceModel, Protocol):
+    """A sequence model whose logits are a linear projection of a feature vector.
+
+    Exposing the two halves lets CPU sampling skip float32 logits altogether
+    (:mod:`textgan_envs.projection_sampling`); ``step`` must equal
+    ``step_features`` followed by ``features @ weight + bias``.
+    """
+
+    def step_features(self, prev_tokens: Tensor, state: State) -> tuple[Tensor, State]:
+        """Features ``[B, K]`` that the output projection turns into logits, and the next state."""
+        ...
+
+    def output_projection(self) -> tuple[Tensor, Tensor | None]:
+        """``(weight [K, V], bias [V] or None)`` of the output projection."""
+        ...

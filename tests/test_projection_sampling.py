@@ -1,0 +1,166 @@
+"""The fused projection sampler draws exactly from softmax((h W + b) / T) despite bfloat16 logits."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from agents.policies import LSTMPolicy
+from textgan_envs import projection_sampling as P
+from textgan_envs import sampling as S
+from textgan_envs.oracle import OracleLSTM
+from textgan_envs.projection_sampling import ProjectionSampler, logit_error_bound
+
+
+def _problem(scale: float, vocab: int = 600, features: int = 16, seed: int = 0, offset=0.0):
+    """Weights, bias and one feature row; a large ``offset`` makes bfloat16 logits visibly off."""
+    gen = torch.Generator().manual_seed(seed)
+    weight = torch.randn(features, vocab, generator=gen) * scale
+    bias = torch.randn(vocab, generator=gen) + offset
+    h = torch.rand(1, features, generator=gen) * 2 - 1
+    return weight, bias, h
+
+
+def _chi_square(counts: torch.Tensor, probs: torch.Tensor, draws: int) -> tuple[float, int]:
+    expected = probs.double() * draws
+    keep = expected > 20
+    stat = ((counts.double()[keep] - expected[keep]) ** 2 / expected[keep]).sum().item()
+    return stat, int(keep.sum())
+
+
+def _threshold(dof: int) -> float:
+    return dof + 5 * math.sqrt(2 * dof)  # ~5 sigma above the chi-square mean
+
+
+@pytest.mark.parametrize(
+    ("scale", "offset", "candidates", "temperature"), [(1.0, 120.0, 4, 1.0), (0.5, 100.0, 1, 0.7)]
+)
+def test_bfloat16_proposal_with_rejection_matches_the_exact_softmax(
+    scale, offset, candidates, temperature
+):
+    # The softmax ignores the offset; bfloat16 logits near 100 are quantised to steps of 0.5,
+    # so the proposal is far off and about half the candidates are rejected.
+    weight, bias, h = _problem(scale, offset=offset)
+    exact = torch.softmax((h @ weight + bias) / temperature, dim=-1)[0]
+    draws = 120_000
+    sampler = ProjectionSampler(weight, bias, precision="bfloat16", candidates=candidates)
+    tokens = sampler.sample(
+        h.expand(draws, -1), torch.Generator().manual_seed(1), temperature=temperature
+    )
+    stat, dof = _chi_square(torch.bincount(tokens, minlength=weight.shape[1]), exact, draws)
+    assert stat < _threshold(dof), (stat, dof)
+
+    # The test has the power to catch a missing correction: sampling the bfloat16
+    # proposal itself would put the expected statistic far above the threshold.
+    h_aug = torch.cat([h, torch.ones(1, 1)], dim=1)
+    approx = (h_aug.bfloat16() @ torch.cat([weight, bias[None]]).bfloat16()).float()
+    proposal = torch.softmax(approx / temperature, dim=-1)[0]
+    keep = exact * draws > 20
+    noncentrality = draws * (((proposal - exact) ** 2)[keep] / exact[keep]).sum().item()
+    assert dof + noncentrality > 2 * _threshold(dof)
+
+
+def test_float32_precision_matches_the_softmax_too():
+    weight, bias, h = _problem(1.0, vocab=300)
+    exact = torch.softmax(h @ weight + bias, dim=-1)[0]
+    draws = 60_000
+    tokens = ProjectionSampler(weight, bias, precision="float32").sample(
+        h.expand(draws, -1), torch.Generator().manual_seed(2)
+    )
+    stat, dof = _chi_square(torch.bincount(tokens, minlength=300), exact, draws)
+    assert stat < _threshold(dof)
+
+
+def test_error_bound_covers_the_bfloat16_logits():
+    gen = torch.Generator().manual_seed(3)
+    for scale in (0.1, 1.0, 10.0):
+        weight = torch.randn(33, 2000, generator=gen) * scale
+        h = torch.cat([torch.rand(256, 32, generator=gen) * 2 - 1, torch.ones(256, 1)], dim=1)
+        exact = h.double() @ weight.double()
+        approx = (h.bfloat16() @ weight.bfloat16()).float()
+        bound = logit_error_bound(h, weight.abs().amax(dim=1), approx.abs().amax(dim=1))
+        error = (exact - approx.double()).abs().amax(dim=1)
+        assert torch.all(error <= bound.double()), (scale, (error / bound).max())
+        assert torch.all(bound < 0.02 * h.abs() @ weight.abs().amax(dim=1) + 1e-3)  # not vacuous
+
+
+def test_rows_are_seeded_and_batched_independently():
+    weight, bias, _ = _problem(1.0, vocab=500)
+    h = torch.rand(64, 16, generator=torch.Generator().manual_seed(4)) * 2 - 1
+    sampler = ProjectionSampler(weight, bias)
+    first = sampler.sample(h, torch.Generator().manual_seed(5))
+    again = sampler.sample(h, torch.Generator().manual_seed(5))
+    assert torch.equal(first, again) and first.shape == (64,) and first.dtype == torch.long
+    assert sampler.sample(h[:0]).shape == (0,)
+
+
+def test_bad_arguments_are_named():
+    weight, bias, h = _problem(1.0, vocab=50)
+    with pytest.raises(ValueError, match="precision"):
+        ProjectionSampler(weight, bias, precision="float16")
+    with pytest.raises(ValueError, match="candidates"):
+        ProjectionSampler(weight, bias, candidates=0)
+    with pytest.raises(ValueError, match="bias"):
+        ProjectionSampler(weight, bias[:-1])
+    with pytest.raises(ValueError, match=r"features must be \[N, 16\]"):
+        ProjectionSampler(weight, bias).sample(torch.zeros(3, 15))
+    with pytest.raises(ValueError, match="temperature"):
+        ProjectionSampler(weight, bias).sample(h, temperature=0.0)
+
+
+def test_falls_back_to_eager_when_compiling_fails(monkeypatch):
+    def broken_compile(fn, **kwargs):
+        def fail(*args):
+            raise RuntimeError("no compiler here")
+
+        return fail
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    monkeypatch.setattr(P, "_compiled_cache", {})
+    weight, bias, h = _problem(1.0, vocab=80)
+    with pytest.warns(RuntimeWarning, match="no compiler here"):
+        tokens = ProjectionSampler(weight, bias).sample(h.expand(5000, -1))
+    exact = torch.softmax(h @ weight + bias, dim=-1)[0]
+    stat, dof = _chi_square(torch.bincount(tokens, minlength=80), exact, 5000)
+    assert stat < _threshold(dof)
+
+
+@pytest.mark.parametrize("make", ["oracle", "policy"])
+def test_sequences_follow_the_exact_joint_distribution(make, monkeypatch):
+    """All 8^4 sequences enumerated: sampled frequencies match the model's joint probabilities."""
+    vocab, length = 8, 4
+    if make == "oracle":
+        model = OracleLSTM.random(0, vocab_size=vocab, emb_dim=8, hidden_dim=8, seq_len=length)
+    else:
+        model = LSTMPolicy(vocab, length, 16, 16, device="cpu")
+        model.reset_parameters(torch.Generator().manual_seed(0))
+    used = []
+    original = P.ProjectionSampler.sample
+    monkeypatch.setattr(
+        P.ProjectionSampler,
+        "sample",
+        lambda self, *a, **k: used.append(1) or original(self, *a, **k),
+    )
+    every = torch.tensor(list(itertools.product(range(vocab), repeat=length)))
+    draws = 300_000
+    with torch.no_grad():
+        probs = S.sequence_log_probs(model, every).sum(dim=1).double().exp()
+        tokens = S.sample_sequences(model, draws, generator=torch.Generator().manual_seed(7))
+    assert used, "the fused path was not taken"
+    index = (tokens * vocab ** torch.arange(length - 1, -1, -1)).sum(dim=1)
+    stat, dof = _chi_square(torch.bincount(index, minlength=vocab**length), probs, draws)
+    assert stat < _threshold(dof), (stat, dof)
+
+
+def test_switching_the_fused_path_off_uses_model_step():
+    model = OracleLSTM.random(0, vocab_size=30, emb_dim=8, hidden_dim=8, seq_len=3)
+    old = P.set_fused_sampling(False)
+    try:
+        assert not P.fused_sampling_enabled()
+        assert S._projection_sampler(model) is None
+    finally:
+        P.set_fused_sampling(old)
+    assert isinstance(S._projection_sampler(model), ProjectionSampler)
