@@ -41,6 +41,8 @@ class CNNDiscriminator(nn.Module):
     #: Adam learning rate and output-layer L2 weight used by SeqGAN.
     default_lr: float = 1e-4
     l2_reg_lambda: float = 0.2
+    #: Sequences per forward chunk on large batches (bounds the [B, maps, T] conv outputs).
+    rows_per_chunk: int = 1024
 
     def __init__(
         self,
@@ -91,6 +93,13 @@ class CNNDiscriminator(nn.Module):
         return self.embedding.weight.device
 
     def forward(self, tokens: Tensor) -> Tensor:
+        if tokens.shape[0] <= self.rows_per_chunk:
+            return self._forward(tokens)
+        # Scoring all Monte-Carlo completions at once (~20,000 rows) in chunks keeps each
+        # convolution's output in cache: 1.9x faster on 2 CPU threads (benchmarks/rollout.py).
+        return torch.cat([self._forward(part) for part in tokens.split(self.rows_per_chunk)])
+
+    def _forward(self, tokens: Tensor) -> Tensor:
         x = self.embedding(tokens).transpose(1, 2)  # [B, E, T]
         widest = max(self.filter_sizes)
         if x.shape[2] < widest:
