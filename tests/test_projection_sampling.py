@@ -137,6 +137,7 @@ def test_sequences_follow_the_exact_joint_distribution(make, monkeypatch):
     else:
         model = LSTMPolicy(vocab, length, 16, 16, device="cpu")
         model.reset_parameters(torch.Generator().manual_seed(0))
+    monkeypatch.setattr(S, "FUSED_MIN_LOGITS", 0)  # small job: take the fused path anyway
     used = []
     original = P.ProjectionSampler.sample
     monkeypatch.setattr(
@@ -164,3 +165,11 @@ def test_switching_the_fused_path_off_uses_model_step():
     finally:
         P.set_fused_sampling(old)
     assert isinstance(S._projection_sampler(model), ProjectionSampler)
+
+
+def test_small_jobs_take_the_plain_path(monkeypatch):
+    """Compiling the fused kernel takes seconds; a 100-sequence draw should not pay for it."""
+    model = OracleLSTM.random(0, vocab_size=50, emb_dim=8, hidden_dim=8, seq_len=5)
+    monkeypatch.setattr(P.ProjectionSampler, "sample", None)  # would fail if called
+    tokens = S.sample_sequences(model, 100, generator=torch.Generator().manual_seed(0))
+    assert tokens.shape == (100, 5)

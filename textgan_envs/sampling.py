@@ -174,10 +174,16 @@ def sample_categorical(
 NextToken = Callable[[Tensor, State], tuple[Tensor, State]]
 
 
+# Below this many logits per sampling loop (rows x V x steps) the plain path is used: the
+# fused one compiles a kernel on first use (seconds), which only pays on large jobs.
+FUSED_MIN_LOGITS = 50_000_000
+
+
 def next_token_sampler(
     model: RecurrentSequenceModel,
     generator: torch.Generator | None = None,
     temperature: float = 1.0,
+    expected_logits: int | None = None,
 ) -> NextToken:
     """A function ``(prev_tokens [B], state) -> (next_tokens [B], state)`` that steps and samples.
 
@@ -187,8 +193,11 @@ def next_token_sampler(
     the same distribution, about twice as fast because it never forms float32
     logits. Elsewhere it is ``model.step`` followed by :func:`sample_categorical`.
     Build it once per sampling loop: it snapshots the projection's parameters.
+    ``expected_logits`` (rows x V x steps of the loop) below ``FUSED_MIN_LOGITS``
+    selects the plain path.
     """
-    sampler = _projection_sampler(model)
+    small = expected_logits is not None and expected_logits < FUSED_MIN_LOGITS
+    sampler = None if small else _projection_sampler(model)
     if sampler is None:
 
         def step_and_sample(prev: Tensor, state: State) -> tuple[Tensor, State]:
@@ -254,7 +263,8 @@ def _sample_batch(
     batch = out.shape[0]
     state = model.initial_state(batch)
     prev = torch.full((batch,), model.start_token, dtype=torch.long, device=out.device)
-    step_and_sample = next_token_sampler(model, generator, temperature)
+    logits = batch * model.vocab_size * out.shape[1]
+    step_and_sample = next_token_sampler(model, generator, temperature, expected_logits=logits)
     for t in range(out.shape[1]):
         prev, state = step_and_sample(prev, state)
         out[:, t] = prev
@@ -281,7 +291,9 @@ def sample_sequences(
     device = _model_device(model)
     if batch_size is None:
         batch_size = default_batch_rows(device, model.vocab_size)
-        if _projection_sampler_applies(model):
+        if _projection_sampler_applies(model) and n * model.vocab_size * model.seq_len >= (
+            FUSED_MIN_LOGITS
+        ):
             batch_size = max(64, FUSED_CPU_BATCH_ENTRIES // max(model.vocab_size, 1))
     batch_size = int(batch_size)
     if batch_size <= 0:
@@ -392,7 +404,8 @@ def complete_sequences(
     out = torch.empty((k, model.seq_len), dtype=torch.long, device=device)
     out[:, :length] = prefix_tokens.to(device)
     prev = prev_tokens.to(device).long()
-    step_and_sample = next_token_sampler(model, generator, temperature)
+    logits = k * model.vocab_size * (model.seq_len - length)
+    step_and_sample = next_token_sampler(model, generator, temperature, expected_logits=logits)
     for t in range(length, model.seq_len):
         prev, state = step_and_sample(prev, state)
         out[:, t] = prev
