@@ -1,17 +1,24 @@
 """Seconds to sample 10,000 oracle sequences with each categorical sampler, and to score them.
 
 Every method runs through the real ``sample_sequences`` code path (the module's
-``sample_categorical`` is swapped for the method under test), on the same
-oracle, in one process, so the ratios are side by side. Wall and CPU seconds
-are both printed: on a shared machine CPU seconds are the steadier figure.
+``sample_categorical`` is swapped for the method under test, or the fused
+projection sampler is switched on), on the same oracle, in the same run. Each
+method gets a fresh process: the per-step ``[rows, 5000]`` temporaries make
+timings depend on the allocator's state, which one method would otherwise
+leave behind for the next (measured: the plain path ran 3.6 s in a fresh process
+and 1.3 s after the fused path had run).
 
-    .venv/bin/python benchmarks/oracle_sampling.py [--oracle PATH.npz] [--n 10000] [--threads 1]
+    .venv/bin/python benchmarks/oracle_sampling.py [--oracle PATH.npz] [--n 10000] [--threads 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 
@@ -58,45 +65,64 @@ def timed(fn: Callable[[], object]) -> tuple[float, float, object]:
     return time.perf_counter() - wall, time.process_time() - cpu, result
 
 
+def load_oracle(path: str, device: str) -> tuple[OracleLSTM, str]:
+    try:
+        return OracleLSTM.from_npz(path, device=device), path
+    except FileNotFoundError:
+        return OracleLSTM.random(88, device=device), "seeded N(0,1) oracle (seed 88)"
+
+
+def measure(args: argparse.Namespace) -> dict[str, float]:
+    """Median wall/CPU seconds of ``args.repeats`` draws of ``args.n`` sequences with one method."""
+    oracle, _ = load_oracle(args.oracle, args.device)
+    method = METHODS[args.only]
+    with using(method):  # warm-up: compiles the fused sampler, settles the allocator
+        oracle.sample(2500, generator=torch.Generator(device=oracle.device).manual_seed(0))
+        runs = []
+        for seed in range(args.repeats):
+            gen = torch.Generator(device=oracle.device).manual_seed(seed)
+            runs.append(timed(lambda g=gen: oracle.sample(args.n, generator=g)))
+    wall = statistics.median(r[0] for r in runs)
+    cpu = statistics.median(r[1] for r in runs)
+    score_wall, score_cpu, nll = timed(lambda: oracle.nll(runs[-1][2]))
+    return {"wall": wall, "cpu": cpu, "nll": nll.mean().item(), "score_wall": score_wall}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--oracle", default="../shared/data/seqgan_oracle_params.npz")
     parser.add_argument("--n", type=int, default=10_000)
+    parser.add_argument("--repeats", type=int, default=3, help="timed draws per method (median)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--only", choices=list(METHODS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        oracle = OracleLSTM.from_npz(args.oracle, device=args.device)
-        source = args.oracle
-    except FileNotFoundError:
-        oracle = OracleLSTM.random(88, device=args.device)
-        source = "seeded N(0,1) oracle (seed 88)"
+    if args.only:  # child process: one method, result as JSON
+        print(json.dumps(measure(args)))
+        return
+    _, source = load_oracle(args.oracle, "cpu")
     print(
-        f"oracle: {source}; V={oracle.vocab_size}, T={oracle.seq_len}; n={args.n}; "
-        f"torch threads={torch.get_num_threads()}; device={oracle.device}"
+        f"oracle: {source}; n={args.n}; torch threads={torch.get_num_threads()}; "
+        f"device={args.device}; median of {args.repeats} draws, each method in a fresh process"
     )
-    for method in METHODS.values():  # warm-up (compiles the fused sampler once)
-        with using(method):
-            oracle.sample(600, generator=torch.Generator(device=oracle.device).manual_seed(0))
-    rows = []
-    samples = None
-    for name, method in METHODS.items():
-        gen = torch.Generator(device=oracle.device).manual_seed(0)
-        with using(method):
-            wall, cpu, out = timed(lambda g=gen: oracle.sample(args.n, generator=g))
-        rows.append((f"sample: {name}", wall, cpu))
-        samples = out
-    wall, cpu, nll = timed(lambda: oracle.nll(samples))
-    rows.append(("NLL-oracle of the samples (scoring)", wall, cpu))
-    base = rows[0][2]
-    print(f"{'task':<50} {'wall s':>8} {'cpu s':>8} {'cpu speed-up':>14}")
+    results = {}
+    for name in METHODS:
+        command = [sys.executable, __file__, "--only", name, "--oracle", args.oracle]
+        command += ["--n", str(args.n), "--repeats", str(args.repeats), "--device", args.device]
+        command += ["--threads", str(torch.get_num_threads())]
+        done = subprocess.run(command, check=True, capture_output=True, text=True)
+        results[name] = json.loads(done.stdout.strip().splitlines()[-1])
+    base = results[next(iter(METHODS))]["wall"]
+    print(f"{'sampler':<50} {'wall s':>8} {'cpu s':>8} {'speed-up':>9} {'NLL-oracle':>11}")
     print("-" * 90)
-    for name, wall, cpu in rows:
-        ratio = f"{base / cpu:.1f}x" if name.startswith("sample") else ""
-        print(f"{name:<50} {wall:>8.2f} {cpu:>8.2f} {ratio:>14}")
-    print(f"(NLL-oracle of the last method's samples: {nll.mean().item():.4f} nats/token)")
+    for name, r in results.items():
+        print(
+            f"{name:<50} {r['wall']:>8.2f} {r['cpu']:>8.2f} {base / r['wall']:>8.1f}x "
+            f"{r['nll']:>11.4f}"
+        )
+    print(f"scoring the last samples (NLL-oracle, teacher-forced): {r['score_wall']:.2f} s wall")
 
 
 if __name__ == "__main__":
