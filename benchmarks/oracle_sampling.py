@@ -4,9 +4,9 @@ Every method runs through the real ``sample_sequences`` code path (the module's
 ``sample_categorical`` is swapped for the method under test, or the fused
 projection sampler is switched on), on the same oracle, in the same run. Each
 method gets a fresh process: the per-step ``[rows, 5000]`` temporaries make
-timings depend on the allocator's state, which one method would otherwise
-leave behind for the next (measured: the plain path ran 3.6 s in a fresh process
-and 1.3 s after the fused path had run).
+timings depend on the allocator's state, which one method would otherwise leave
+behind for the next. All rows but one run with ``retain_freed_memory()`` (as
+the ``textgan`` command does); that row shows glibc's default for comparison.
 
     .venv/bin/python benchmarks/oracle_sampling.py [--oracle PATH.npz] [--n 10000] [--threads 2]
 """
@@ -25,16 +25,21 @@ from collections.abc import Callable, Iterator
 import torch
 
 from textgan_envs import sampling as S
+from textgan_envs.allocator import retain_freed_memory
 from textgan_envs.oracle import OracleLSTM
 from textgan_envs.projection_sampling import ProjectionSampler, set_fused_sampling
 
 METHODS: dict[str, Callable[..., torch.Tensor] | str] = {
     "multinomial (torch.multinomial on softmax)": S.sample_categorical_multinomial,
     "gumbel-max (one uniform per class)": S.sample_categorical_gumbel,
-    "inverse-CDF, two-level, float32 logits": S.sample_categorical_inverse_cdf,
+    "inverse-CDF, glibc's default allocator": S.sample_categorical_inverse_cdf,
+    "inverse-CDF (default sampler)": S.sample_categorical_inverse_cdf,
     "fused projection sampler, float32 proposal": "float32",
     "fused projection sampler, bfloat16 + rejection": "bfloat16",
 }
+# Every row but this one runs with textgan_envs.allocator.retain_freed_memory(), as the
+# textgan command does.
+DEFAULT_ALLOCATOR_ROW = "inverse-CDF, glibc's default allocator"
 
 
 @contextlib.contextmanager
@@ -74,6 +79,8 @@ def load_oracle(path: str, device: str) -> tuple[OracleLSTM, str]:
 
 def measure(args: argparse.Namespace) -> dict[str, float]:
     """Median wall/CPU seconds of ``args.repeats`` draws of ``args.n`` sequences with one method."""
+    if args.only != DEFAULT_ALLOCATOR_ROW:
+        retain_freed_memory()
     oracle, _ = load_oracle(args.oracle, args.device)
     method = METHODS[args.only]
     with using(method):  # warm-up: compiles the fused sampler, settles the allocator

@@ -28,6 +28,7 @@ import torch
 
 from agents import estimators as est
 from agents.policies import LSTMPolicy
+from textgan_envs.allocator import retain_freed_memory
 from textgan_envs.device import resolve_device
 from textgan_envs.discriminators import build_discriminator, eval_logits
 from textgan_envs.rollout import monte_carlo_q
@@ -146,7 +147,14 @@ def main(argv: list[str] | None = None) -> None:
         default="cnn",
         help="cnn: SeqGAN's CNN discriminator; token: a free stand-in that isolates the search",
     )
+    parser.add_argument(
+        "--default-allocator",
+        action="store_true",
+        help="keep glibc's default malloc thresholds (textgan's commands raise them)",
+    )
     args = parser.parse_args(argv)
+    if not args.default_allocator:
+        retain_freed_memory()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     torch.manual_seed(0)
