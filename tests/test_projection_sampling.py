@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -13,6 +16,14 @@ from textgan_envs import projection_sampling as P
 from textgan_envs import sampling as S
 from textgan_envs.oracle import OracleLSTM
 from textgan_envs.projection_sampling import ProjectionSampler, logit_error_bound
+
+
+@pytest.fixture(autouse=True)
+def _fused_path_on():
+    """The fused path is opt-in; these tests check it, so they switch it on."""
+    old = P.set_fused_sampling(True)
+    yield
+    P.set_fused_sampling(old)
 
 
 def _problem(scale: float, vocab: int = 600, features: int = 16, seed: int = 0, offset=0.0):
@@ -158,13 +169,20 @@ def test_sequences_follow_the_exact_joint_distribution(make, monkeypatch):
 
 def test_switching_the_fused_path_off_uses_model_step():
     model = OracleLSTM.random(0, vocab_size=30, emb_dim=8, hidden_dim=8, seq_len=3)
-    old = P.set_fused_sampling(False)
-    try:
-        assert not P.fused_sampling_enabled()
-        assert S._projection_sampler(model) is None
-    finally:
-        P.set_fused_sampling(old)
     assert isinstance(S._projection_sampler(model), ProjectionSampler)
+    assert P.set_fused_sampling(False) is True
+    assert not P.fused_sampling_enabled()
+    assert S._projection_sampler(model) is None
+
+
+def test_the_fused_path_is_off_unless_asked_for():
+    code = "from textgan_envs import projection_sampling as P; print(P.fused_sampling_enabled())"
+    for env, expected in (({}, "False"), ({"TEXTGAN_FUSED_SAMPLING": "1"}, "True")):
+        environ = {k: v for k, v in os.environ.items() if k != "TEXTGAN_FUSED_SAMPLING"}
+        done = subprocess.run(
+            [sys.executable, "-c", code], env={**environ, **env}, capture_output=True, text=True
+        )
+        assert done.stdout.strip() == expected, done.stderr
 
 
 def test_small_jobs_take_the_plain_path(monkeypatch):

@@ -187,11 +187,12 @@ def next_token_sampler(
 ) -> NextToken:
     """A function ``(prev_tokens [B], state) -> (next_tokens [B], state)`` that steps and samples.
 
-    On CPU, for models that expose their output projection
-    (:class:`~textgan_envs.sequence_model.ProjectedSequenceModel`), it samples
-    through :class:`~textgan_envs.projection_sampling.ProjectionSampler`: exactly
-    the same distribution, about twice as fast because it never forms float32
-    logits. Elsewhere it is ``model.step`` followed by :func:`sample_categorical`.
+    It is ``model.step`` followed by :func:`sample_categorical`, unless the fused
+    CPU path is switched on (:func:`~textgan_envs.projection_sampling.set_fused_sampling`)
+    and the model exposes its output projection
+    (:class:`~textgan_envs.sequence_model.ProjectedSequenceModel`): then it samples
+    through :class:`~textgan_envs.projection_sampling.ProjectionSampler`, exactly the
+    same distribution without float32 logits.
     Build it once per sampling loop: it snapshots the projection's parameters.
     ``expected_logits`` (rows x V x steps of the loop) below ``FUSED_MIN_LOGITS``
     selects the plain path.
@@ -218,7 +219,7 @@ def _defining_class(cls: type, name: str) -> type | None:
 
 
 def _projection_sampler_applies(model: RecurrentSequenceModel) -> bool:
-    """The fused path runs on CPU for models that expose their projection, unless switched off.
+    """The fused path runs, when switched on, on CPU for models that expose their projection.
 
     A subclass that overrides ``step`` but not ``step_features`` (to mask logits, say)
     is sampled through its ``step``: the two halves are trusted only when one class
