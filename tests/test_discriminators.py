@@ -146,3 +146,19 @@ def test_bad_batches_raise_clear_errors() -> None:
         build_discriminator("transformer", 10, 8)
     with pytest.raises(ValueError, match="must return logits of shape"):
         eval_logits(lambda y: torch.zeros(len(y), 2), real)
+
+
+def test_cnn_chunked_forward_equals_one_pass_with_gradients() -> None:
+    """Large batches are scored in chunks; values and gradients must not depend on the split."""
+    disc = build_discriminator("cnn", 50, 12, seed=0)
+    tokens = torch.randint(0, 50, (37, 12), generator=torch.Generator().manual_seed(1))
+    disc.eval()
+    whole = disc(tokens)
+    whole.sum().backward()
+    grad_whole = disc.embedding.weight.grad.clone()
+    disc.zero_grad()
+    disc.rows_per_chunk = 5  # 8 chunks, the last one short
+    chunked = disc(tokens)
+    chunked.sum().backward()
+    assert torch.allclose(chunked, whole, atol=1e-6)
+    assert torch.allclose(disc.embedding.weight.grad, grad_whole, atol=1e-6)
