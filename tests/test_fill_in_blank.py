@@ -178,6 +178,19 @@ def test_oracle_source_appends_mask_id_and_masks_token_zero() -> None:
         env.step(np.full(3, 20))
 
 
+def test_oracle_source_action_space_holds_only_legal_actions() -> None:
+    """Gymnasium's contract: any sampled action is legal, so MASK (id V) is outside the space."""
+    oracle = OracleLSTM.random(seed=0, vocab_size=20, emb_dim=4, hidden_dim=4, seq_len=6)
+    env = FillInTheBlankEnv(oracle=oracle, present_rate=0.5)
+    assert env.action_space.n == 20 and env.mask_token == 20
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    for _ in range(400):  # ~20 draws of each action, none refused
+        _, _, terminated, _, _ = env.step(env.action_space.sample())
+        if terminated:
+            env.reset()
+
+
 def test_registered_id_makes_both_envs() -> None:
     import textgan_envs  # noqa: F401  (registration happens on import)
 

@@ -15,7 +15,8 @@ Replace the discriminator while training with :meth:`set_discriminator` (or pass
 
 Observation (a ``Dict``): ``masked`` ``[T]`` (MASK where missing), ``filled`` ``[T]`` (tokens at
 positions ``< position``, PAD elsewhere) and ``position`` (the index being filled; ``T`` when done).
-Action: a token id other than MASK.
+Action: a token id other than MASK (with an oracle source MASK is the last id and lies outside
+the action space; with a corpus it is id 4, inside it, and ``step`` rejects it).
 """
 
 from __future__ import annotations
@@ -228,7 +229,13 @@ class _FillInBlankBase:
                 "position": spaces.Discrete(self.seq_len + 1),
             }
         )
-        self.single_action_space = spaces.Discrete(self.vocab_size)
+        # Every action in the space must be legal. An oracle source puts MASK last, so the space
+        # leaves it out; a corpus vocabulary reserves MASK at id 4, inside the range, so there it
+        # stays in the space and ``step`` rejects it by name.
+        last_is_mask = self.mask_token == self.vocab_size - 1
+        self.single_action_space = spaces.Discrete(
+            self.mask_token if last_is_mask else self.vocab_size
+        )
 
     def set_discriminator(self, discriminator: MaskGANDiscriminator) -> None:
         """Use ``discriminator`` for rewards from now on (checked against the env's vocabulary)."""
