@@ -191,6 +191,22 @@ def test_oracle_source_action_space_holds_only_legal_actions() -> None:
             env.reset()
 
 
+def test_corpus_action_space_excludes_the_reserved_mask_id() -> None:
+    env = FillInTheBlankEnv(data=_data(), vocab=_vocab())
+    space = env.action_space
+    assert env.mask_token == Vocabulary.MASK and space.n == env.vocab_size
+    space.seed(0)
+    draws = np.array([space.sample() for _ in range(50 * space.n)])
+    assert Vocabulary.MASK not in draws and len(np.unique(draws)) == space.n - 1
+    assert not space.contains(Vocabulary.MASK) and space.contains(Vocabulary.MASK + 1)
+    allowed = np.zeros(space.n, dtype=np.int8)
+    allowed[[Vocabulary.MASK, 7]] = 1
+    assert {int(space.sample(mask=allowed)) for _ in range(20)} == {7}
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="MASK token"):
+        env.step(Vocabulary.MASK)
+
+
 def test_registered_id_makes_both_envs() -> None:
     import textgan_envs  # noqa: F401  (registration happens on import)
 

@@ -182,6 +182,40 @@ class _Episodes:
         }
 
 
+class DiscreteWithout(spaces.Discrete):
+    """``Discrete(n)`` minus one reserved value (MASK): never sampled and not contained."""
+
+    def __init__(self, n: int, excluded: int, seed: int | np.random.Generator | None = None):
+        super().__init__(n, seed=seed)
+        if not 0 <= int(excluded) < n:
+            raise ValueError(f"excluded value {excluded} is outside Discrete({n})")
+        self.excluded = int(excluded)
+
+    def sample(
+        self, mask: np.ndarray | None = None, probability: np.ndarray | None = None
+    ) -> np.int64:
+        if probability is not None:
+            probability = np.array(probability, dtype=np.float64)
+            probability[self.excluded] = 0.0
+            return super().sample(probability=probability / probability.sum())
+        allowed = np.ones(self.n, dtype=np.int8) if mask is None else np.array(mask, np.int8)
+        allowed[self.excluded] = 0
+        return super().sample(mask=allowed)
+
+    def contains(self, x: Any) -> bool:
+        return super().contains(x) and int(x) != self.excluded
+
+    def __repr__(self) -> str:
+        return f"DiscreteWithout({self.n}, excluded={self.excluded})"
+
+    def __eq__(self, other: Any) -> bool:
+        return (
+            isinstance(other, DiscreteWithout)
+            and super().__eq__(other)
+            and other.excluded == self.excluded
+        )
+
+
 class _FillInBlankBase:
     """Construction shared by both envs: source, spaces, discriminator, masking options."""
 
@@ -230,12 +264,12 @@ class _FillInBlankBase:
             }
         )
         # Every action in the space must be legal. An oracle source puts MASK last, so the space
-        # leaves it out; a corpus vocabulary reserves MASK at id 4, inside the range, so there it
-        # stays in the space and ``step`` rejects it by name.
-        last_is_mask = self.mask_token == self.vocab_size - 1
-        self.single_action_space = spaces.Discrete(
-            self.mask_token if last_is_mask else self.vocab_size
-        )
+        # stops before it; a corpus vocabulary reserves MASK at id 4, inside the range, so the
+        # space excludes that one value (``step`` still rejects it by name).
+        if self.mask_token == self.vocab_size - 1:
+            self.single_action_space = spaces.Discrete(self.mask_token)
+        else:
+            self.single_action_space = DiscreteWithout(self.vocab_size, self.mask_token)
 
     def set_discriminator(self, discriminator: MaskGANDiscriminator) -> None:
         """Use ``discriminator`` for rewards from now on (checked against the env's vocabulary)."""
