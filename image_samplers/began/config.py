@@ -35,7 +35,11 @@ class BEGANConfig:
     the reference implementation gets) or ``default`` (PyTorch's Kaiming-uniform(a=sqrt(5)),
     a third of Xavier's weight variance for square layers)."""
     gamma: float = 0.5
-    """Diversity ratio gamma = E[L(G(z))] / E[L(x)] targeted by the k_t controller; in (0, 1]."""
+    """Diversity ratio gamma = E[L(G(z))] / E[L(x)] targeted by the k_t controller; in (0, 1].
+
+    k_t only rises while L(G(z)) < gamma L(x). On the small digit sets here the generator's
+    ratio settles at 0.6-0.9 early, so gamma 0.5 (the paper's default) keeps k_t at 0 and the
+    generator collapses; gamma 1.0 is what produced digits (RESULTS.md, BEGAN)."""
     lambda_k: float = 0.001
     """Proportional gain of the k_t controller."""
     lr: float = 1e-4
