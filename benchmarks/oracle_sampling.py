@@ -49,7 +49,7 @@ def using(method: Callable[..., torch.Tensor] | str) -> Iterator[None]:
     if isinstance(method, str):
         old = set_fused_sampling(True)
 
-        def projection(model: object) -> ProjectionSampler:
+        def projection(model: object, expected_logits: int | None = None) -> ProjectionSampler:
             weight, bias = model.output_projection()  # type: ignore[attr-defined]
             return ProjectionSampler(weight, bias, precision=method)
 

@@ -197,8 +197,7 @@ def next_token_sampler(
     ``expected_logits`` (rows x V x steps of the loop) below ``FUSED_MIN_LOGITS``
     selects the plain path.
     """
-    small = expected_logits is not None and expected_logits < FUSED_MIN_LOGITS
-    sampler = None if small else _projection_sampler(model)
+    sampler = _projection_sampler(model, expected_logits)
     if sampler is None:
 
         def step_and_sample(prev: Tensor, state: State) -> tuple[Tensor, State]:
@@ -218,24 +217,29 @@ def _defining_class(cls: type, name: str) -> type | None:
     return next((c for c in cls.__mro__ if name in vars(c)), None)
 
 
-def _projection_sampler_applies(model: RecurrentSequenceModel) -> bool:
-    """The fused path runs, when switched on, on CPU for models that expose their projection.
+def _uses_fused_path(model: RecurrentSequenceModel, expected_logits: int | None = None) -> bool:
+    """Whether a sampling loop of ``expected_logits`` (rows x V x steps) takes the fused path.
 
+    It does, when switched on, on CPU for models that expose their projection, unless
+    the job is below ``FUSED_MIN_LOGITS`` (``None``: size unknown, counts as large).
     A subclass that overrides ``step`` but not ``step_features`` (to mask logits, say)
     is sampled through its ``step``: the two halves are trusted only when one class
     defines both.
     """
     return (
         fused_sampling_enabled()
+        and (expected_logits is None or expected_logits >= FUSED_MIN_LOGITS)
         and isinstance(model, ProjectedSequenceModel)
         and _model_device(model).type == "cpu"
         and _defining_class(type(model), "step") is _defining_class(type(model), "step_features")
     )
 
 
-def _projection_sampler(model: RecurrentSequenceModel) -> ProjectionSampler | None:
-    """The fused sampler for ``model`` where :func:`_projection_sampler_applies`, else ``None``."""
-    if not _projection_sampler_applies(model):
+def _projection_sampler(
+    model: RecurrentSequenceModel, expected_logits: int | None = None
+) -> ProjectionSampler | None:
+    """The fused sampler for ``model`` where :func:`_uses_fused_path`, else ``None``."""
+    if not _uses_fused_path(model, expected_logits):
         return None
     weight, bias = model.output_projection()  # type: ignore[attr-defined]
     return ProjectionSampler(weight, bias)
@@ -264,8 +268,8 @@ def _sample_batch(
     batch = out.shape[0]
     state = model.initial_state(batch)
     prev = torch.full((batch,), model.start_token, dtype=torch.long, device=out.device)
-    logits = batch * model.vocab_size * out.shape[1]
-    step_and_sample = next_token_sampler(model, generator, temperature, expected_logits=logits)
+    n_logits = batch * model.vocab_size * out.shape[1]
+    step_and_sample = next_token_sampler(model, generator, temperature, n_logits)
     for t in range(out.shape[1]):
         prev, state = step_and_sample(prev, state)
         out[:, t] = prev
@@ -292,9 +296,7 @@ def sample_sequences(
     device = _model_device(model)
     if batch_size is None:
         batch_size = default_batch_rows(device, model.vocab_size)
-        if _projection_sampler_applies(model) and n * model.vocab_size * model.seq_len >= (
-            FUSED_MIN_LOGITS
-        ):
+        if _uses_fused_path(model, n * model.vocab_size * model.seq_len):
             batch_size = max(64, FUSED_CPU_BATCH_ENTRIES // max(model.vocab_size, 1))
     batch_size = int(batch_size)
     if batch_size <= 0:
@@ -405,8 +407,8 @@ def complete_sequences(
     out = torch.empty((k, model.seq_len), dtype=torch.long, device=device)
     out[:, :length] = prefix_tokens.to(device)
     prev = prev_tokens.to(device).long()
-    logits = k * model.vocab_size * (model.seq_len - length)
-    step_and_sample = next_token_sampler(model, generator, temperature, expected_logits=logits)
+    n_logits = k * model.vocab_size * (model.seq_len - length)
+    step_and_sample = next_token_sampler(model, generator, temperature, n_logits)
     for t in range(length, model.seq_len):
         prev, state = step_and_sample(prev, state)
         out[:, t] = prev
