@@ -130,7 +130,7 @@ def test_falls_back_to_eager_when_compiling_fails(monkeypatch):
         return fail
 
     monkeypatch.setattr(torch, "compile", broken_compile)
-    monkeypatch.setattr(P, "_compiled_cache", {})
+    monkeypatch.setattr(P, "_compiled_propose", None)
     weight, bias, h = _problem(1.0, vocab=80)
     with pytest.warns(RuntimeWarning, match="no compiler here"):
         tokens = ProjectionSampler(weight, bias).sample(h.expand(5000, -1))

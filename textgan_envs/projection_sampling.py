@@ -145,33 +145,27 @@ def _propose(
     return token, (u[:, 2 * c :] < accept_prob) & on_support
 
 
-_compiled_cache: dict[Callable[..., object], Callable[..., object]] = {}
+_compiled_propose: Callable[..., tuple[Tensor, Tensor]] | None = None
 
 
-def _compiled(fn: Callable[..., tuple[Tensor, Tensor]]) -> Callable[..., tuple[Tensor, Tensor]]:
-    """``torch.compile(fn)`` once per process; the eager ``fn`` (same samples) if compiling fails."""
-    if fn not in _compiled_cache:
-        compiled: list[Callable[..., tuple[Tensor, Tensor]]] = []
-
-        def run(*args: object) -> tuple[Tensor, Tensor]:
-            try:
-                with warnings.catch_warnings():  # importing the compiler warns about torch.jit
-                    warnings.simplefilter("ignore", DeprecationWarning)
-                    if not compiled:
-                        compiled.append(torch.compile(fn, dynamic=None))
-                    return compiled[0](*args)
-            except Exception as error:  # no C++ compiler, unsupported platform, ...
-                warnings.warn(
-                    f"torch.compile of the fused sampler failed ({type(error).__name__}: {error}); "
-                    "using the eager version, which is slower but gives the same samples.",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-                _compiled_cache[fn] = fn
-                return fn(*args)
-
-        _compiled_cache[fn] = run
-    return _compiled_cache[fn]  # type: ignore[return-value]
+def _fused_propose(*args: object) -> tuple[Tensor, Tensor]:
+    """:func:`_propose` through ``torch.compile`` (once per process); eager if compiling fails."""
+    global _compiled_propose
+    try:
+        with warnings.catch_warnings():  # importing the compiler warns about torch.jit
+            warnings.simplefilter("ignore", DeprecationWarning)
+            if _compiled_propose is None:
+                _compiled_propose = torch.compile(_propose, dynamic=None)
+            return _compiled_propose(*args)
+    except Exception as error:  # no C++ compiler, unsupported platform, ...
+        warnings.warn(
+            f"torch.compile of the fused sampler failed ({type(error).__name__}: {error}); "
+            "using the eager version, which is slower but gives the same samples.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        _compiled_propose = _propose
+        return _propose(*args)
 
 
 class ProjectionSampler:
@@ -243,7 +237,7 @@ class ProjectionSampler:
         if n == 0:
             return torch.empty(0, dtype=torch.long, device=device)
         u = torch.rand((n, 3 * self.candidates), generator=generator, device=device)
-        token, accepted = _compiled(_propose)(
+        token, accepted = _fused_propose(
             h,
             self.proposal_weight,
             self.class_rows,
