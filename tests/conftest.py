@@ -34,3 +34,12 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True)
+def _back_to_one_torch_thread():
+    """A test may set its own thread count (a CLI's ``--threads``): the next one starts at one."""
+    yield
+    import torch
+
+    torch.set_num_threads(1)

@@ -28,14 +28,6 @@ from textgan_envs.rewards import get_reward_fn
 from textgan_envs.rollout import monte_carlo_q
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def small_cnn(seed: int = 0) -> CNNDiscriminator:
     torch.manual_seed(seed)
     return CNNDiscriminator(V, T, emb_dim=8, filter_sizes=(2, 3), num_filters=(8, 8))

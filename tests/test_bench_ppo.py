@@ -8,7 +8,6 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
 
 from agents.bench import cli
 
@@ -20,14 +19,6 @@ TINY = [
     "--eval-set", "n_samples=64", "--eval-set", "n_bleu=16", "--eval-set", "n_refs=64",
     "--eval-set", "temperatures=[0.8,1.2]", "--workers", "1", "--no-progress",
 ]  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_ppo_is_a_known_agent_and_bad_names_still_fail(

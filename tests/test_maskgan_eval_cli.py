@@ -17,15 +17,6 @@ from agents.maskgan import train as train_maskgan
 WORDS = ["a", "cat", "dog", "sits", "on", "the", "mat", "runs", "in", "park", "red", "big"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models on a shared CPU: one thread avoids oversubscription stalls (restored after)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("data") / "corpus.txt"

@@ -26,8 +26,6 @@ class PatternD:
 
 @pytest.fixture(scope="module")
 def model() -> PPO:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     env = SB3VecEnvAdapter(
         OracleVectorEnv(num_envs=8, vocab_size=V, seq_len=T, discriminator=PatternD())
     )
@@ -43,7 +41,6 @@ def model() -> PPO:
         device="cpu",
     )
     ppo.learn(total_timesteps=480)
-    torch.set_num_threads(threads)
     return ppo
 
 
