@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -285,35 +286,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.set_defaults(func=_train)
 
-    sample = sub.add_parser("sample", help="write a grid of samples as PNG")
-    sample.add_argument("--run", required=True)
+    sample = _run_command(sub, "sample", "write a grid of samples as PNG", _sample)
     sample.add_argument("-n", type=int, default=64)
     sample.add_argument("--nrow", type=int, default=8)
-    sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--device", default="auto")
-    sample.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     sample.add_argument("--out", default=None)
-    sample.set_defaults(func=_sample)
 
-    interp = sub.add_parser("interpolate", help="PNG strips of linear interpolations in z")
-    interp.add_argument("--run", required=True)
+    interp = _run_command(
+        sub, "interpolate", "PNG strips of linear interpolations in z", _interpolate
+    )
     interp.add_argument("--rows", type=int, default=8)
     interp.add_argument("--frames", type=int, default=10)
-    interp.add_argument("--seed", type=int, default=0)
-    interp.add_argument("--device", default="auto")
-    interp.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     interp.add_argument("--out", default=None)
-    interp.set_defaults(func=_interpolate)
 
-    ev = sub.add_parser("eval", help="FD, KID, precision/recall/density/coverage")
-    ev.add_argument("--run", required=True)
+    ev = _run_command(sub, "eval", "FD, KID, precision/recall/density/coverage", _eval)
     ev.add_argument("--n", type=int, default=1000)
-    ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--device", default="auto")
-    ev.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     ev.add_argument("--snapshots", action="store_true", help="evaluate every snapshots/G_*.pt")
-    ev.set_defaults(func=_eval)
     return parser
+
+
+def _run_command(
+    sub: argparse._SubParsersAction, name: str, help: str, func: Callable[..., int]
+) -> argparse.ArgumentParser:
+    """A subcommand that reads a finished run: ``--run``, ``--seed``, ``--device``, ``--threads``."""
+    command = sub.add_parser(name, help=help)
+    command.add_argument("--run", required=True)
+    command.add_argument("--seed", type=int, default=0)
+    command.add_argument("--device", default="auto")
+    command.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    command.set_defaults(func=func)
+    return command
 
 
 def main(argv: list[str] | None = None) -> int:
