@@ -95,6 +95,17 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
     return {"wall": wall, "cpu": cpu, "nll": nll.mean().item(), "score_wall": score_wall}
 
 
+def profile(args: argparse.Namespace) -> None:
+    """Where one draw of ``args.n`` sequences with ``args.profile`` spends its time."""
+    retain_freed_memory()
+    oracle, _ = load_oracle(args.oracle, args.device)
+    with using(METHODS[args.profile]):
+        oracle.sample(2500, generator=torch.Generator().manual_seed(0))  # warm-up / compile
+        with torch.profiler.profile() as prof:
+            oracle.sample(args.n, generator=torch.Generator().manual_seed(1))
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--oracle", default="../shared/data/seqgan_oracle_params.npz")
@@ -103,11 +114,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--only", choices=list(METHODS), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--profile",
+        choices=list(METHODS),
+        help="instead of the table: torch.profiler's top operators for one draw with this method",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.only:  # child process: one method, result as JSON
         print(json.dumps(measure(args)))
+        return
+    if args.profile:
+        profile(args)
         return
     _, source = load_oracle(args.oracle, "cpu")
     print(

@@ -95,8 +95,9 @@ class CNNDiscriminator(nn.Module):
     def forward(self, tokens: Tensor) -> Tensor:
         if tokens.shape[0] <= self.rows_per_chunk:
             return self._forward(tokens)
-        # Scoring all Monte-Carlo completions at once (~20,000 rows) in chunks keeps each
-        # convolution's output in cache: 1.9x faster on 2 CPU threads (benchmarks/rollout.py).
+        # Scoring all Monte-Carlo completions (~20,000 rows) in chunks bounds the conv outputs'
+        # memory; with glibc's default allocator one call page-faults them in and ran 1.8x
+        # slower on 2 CPU threads (benchmarks/cnn_scoring.py --default-allocator).
         return torch.cat([self._forward(part) for part in tokens.split(self.rows_per_chunk)])
 
     def _forward(self, tokens: Tensor) -> Tensor:
