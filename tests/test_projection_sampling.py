@@ -92,10 +92,42 @@ def test_error_bound_covers_the_bfloat16_logits():
         h = torch.cat([torch.rand(256, 32, generator=gen) * 2 - 1, torch.ones(256, 1)], dim=1)
         exact = h.double() @ weight.double()
         approx = (h.bfloat16() @ weight.bfloat16()).float()
-        bound = logit_error_bound(h, weight.abs().amax(dim=1), approx.abs().amax(dim=1))
+        norm_max = weight.norm(dim=0).amax()
+        bound = logit_error_bound(h, weight.abs().amax(dim=1), norm_max, approx.abs().amax(dim=1))
         error = (exact - approx.double()).abs().amax(dim=1)
         assert torch.all(error <= bound.double()), (scale, (error / bound).max())
-        assert torch.all(bound < 0.02 * h.abs() @ weight.abs().amax(dim=1) + 1e-3)  # not vacuous
+        assert torch.all(bound < 0.02 * h.norm(dim=1) * norm_max + 1e-3)  # not vacuous
+        # Cauchy-Schwarz is the tighter of the two product bounds on such weights.
+        by_columns = logit_error_bound(
+            h, weight.abs().amax(dim=1), norm_max * 1e9, approx.abs().amax(dim=1)
+        )
+        assert torch.all(bound < 0.8 * by_columns)
+
+
+def test_exp_upper_bound_is_an_upper_bound_and_tight_where_the_mass_is():
+    y = torch.cat([torch.linspace(-300.0, 0.0, 200_001), torch.tensor([-1e-30, 0.0])])
+    ratio = P.exp_upper_bound(y).double() / torch.exp(y.double())
+    assert ratio.min() >= 1 - 1e-5  # float32 rounding only; the rejection slack is 1e-4
+    assert ratio[y >= -4].max() < 1.004 and ratio[y >= -10].max() < 1.05
+    assert P.exp_upper_bound(torch.tensor([float("-inf")])).item() == 0.0
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_rejection_removes_the_overshoot_of_the_exp_bound(precision):
+    # One class at logit 0 and 20,000 at -10, where the bound overshoots by 4.7%:
+    # sampling the bound itself gives class 0 with probability 0.5127, not 0.5241.
+    bias = torch.full((20_001,), -10.0)
+    bias[0] = 0.0
+    sampler = ProjectionSampler(torch.zeros(1, 20_001), bias, precision=precision)
+    draws = 200_000
+    tokens = sampler.sample(torch.zeros(draws, 1), torch.Generator().manual_seed(9))
+    exact = 1 / (1 + 20_000 * math.exp(-10))
+    sigma = math.sqrt(exact * (1 - exact) / draws)
+    uncorrected = 1 / (
+        1 + 20_000 * math.exp(-10) * P.exp_upper_bound(torch.tensor(-10.0)).item() / math.exp(-10)
+    )
+    assert abs(exact - uncorrected) > 8 * sigma  # the test can tell the two apart
+    assert abs((tokens == 0).double().mean().item() - exact) < 4 * sigma
 
 
 def test_rows_are_seeded_and_batched_independently():

@@ -51,6 +51,8 @@ from torch import Tensor
 
 __all__ = [
     "ProjectionSampler",
+    "exp_upper_bound",
+    "fused_block_size",
     "fused_sampling_enabled",
     "logit_error_bound",
     "set_fused_sampling",
@@ -59,6 +61,11 @@ __all__ = [
 BF16_UNIT_ROUNDOFF = 2.0**-8
 # Float32 rounding in the exact logit and the accumulation, with a wide margin.
 _FLOAT32_SLACK = 1e-4
+# Float32 rounding in exp_upper_bound and its argument (measured 1.5e-5 at worst), with margin.
+_EXP_BOUND_SLACK = 1e-4
+# Rows per compiled call: 512 x 5,000 bfloat16 logits (5 MB) stay in cache between the
+# matmul that writes them and the pass that reads them; every call has the same shape.
+CHUNK_ENTRIES = 512 * 5000
 
 _enabled = os.environ.get("TEXTGAN_FUSED_SAMPLING", "0") == "1"
 
@@ -82,26 +89,71 @@ def cpu_has_fast_bfloat16() -> bool:
     return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
 
 
-def logit_error_bound(h: Tensor, column_abs_max: Tensor, approx_abs_max: Tensor) -> Tensor:
+def logit_error_bound(
+    h: Tensor, column_abs_max: Tensor, class_norm_max: Tensor, approx_abs_max: Tensor
+) -> Tensor:
     """Per-row bound ``[N]`` on ``max_v |l_v - l_hat_v|`` for bfloat16 logits ``l_hat``.
 
     ``h`` ``[N, K+1]`` (bias feature included), ``column_abs_max`` ``[K+1]`` =
-    ``max_v |W_iv|``, ``approx_abs_max`` ``[N]`` = ``max_v |l_hat_v|``. Rounding
-    ``h`` and ``W`` to bfloat16 moves each product by at most ``(2u + u^2)|h_i W_iv|``;
-    the products and their float32 sum are exact to 2^-24 (covered by the 1e-3
-    factor and the slack); rounding the sum to bfloat16 moves it by at most
-    ``u |l| <= 1.01 u |l_hat|``.
+    ``max_v |W_iv|``, ``class_norm_max`` (0-d) = ``max_v ||W_:v||_2``, ``approx_abs_max``
+    ``[N]`` = ``max_v |l_hat_v|``. Rounding ``h`` and ``W`` to bfloat16 moves each
+    product by at most ``(2u + u^2)|h_i W_iv|``, and ``sum_i |h_i W_iv|`` is at most
+    both ``sum_i |h_i| max_v |W_iv|`` and ``||h|| max_v ||W_:v||`` (Cauchy-Schwarz;
+    about half the first on the oracle). The products and their float32 sum are
+    exact to 2^-24 (covered by the 1e-3 factor and the slack); rounding the sum to
+    bfloat16 moves it by at most ``u |l| <= 1.01 u |l_hat|``.
     """
     unit = BF16_UNIT_ROUNDOFF
-    products = (2 * unit + unit * unit) * (1 + 1e-3) * (h.abs() @ column_abs_max)
+    by_columns = h.abs() @ column_abs_max
+    by_norms = torch.linalg.vector_norm(h, dim=-1) * class_norm_max
+    products = (2 * unit + unit * unit) * (1 + 1e-3) * torch.minimum(by_columns, by_norms)
     return products + 1.01 * unit * approx_abs_max + _FLOAT32_SLACK
 
 
+def exp_upper_bound(y: Tensor) -> Tensor:
+    """A cheap upper bound on ``exp(y)`` for ``y <= 0``: ``(1 + a + a^2/2)^64``, ``a = y/64``.
+
+    Why: the proposal's block masses need one weight per logit, and this costs
+    two multiply-adds and six squarings where ``exp`` costs about twice as many
+    vector instructions. For ``a`` in [-1, 0] the Taylor remainder ``a^3 e^xi / 6``
+    is negative, so ``1 + a + a^2/2 >= e^a`` and the power is ``>= e^y``; below
+    ``y = -64`` the clamp keeps it at ``2^-64 >= e^y``. It overshoots by 0.3% at
+    ``y = -4`` and 5% at ``y = -10``, where little mass lies; the rejection step
+    divides the overshoot out. ``-inf`` (padding) maps to 0.
+    """
+    return torch.where(y > float("-inf"), _exp_bound_of_scaled(y * (1.0 / 64.0)), 0.0)
+
+
+def _exp_bound_of_scaled(a: Tensor) -> Tensor:
+    """:func:`exp_upper_bound` of ``64 a``, for callers that fold the 1/64 into another product."""
+    a = a.clamp(min=-1.0)
+    q = 1.0 + a * (1.0 + 0.5 * a)
+    for _ in range(6):
+        q = q * q
+    return q
+
+
+def fused_block_size(num_classes: int) -> int:
+    """Classes per block for the fused pass: near sqrt(V), and filling 32-wide vectors.
+
+    A divisor of ``V`` (no padding) is preferred; among those near sqrt(V) the one
+    that wastes the least of its last 32-lane vector (``V = 5,000``: 125, not 100,
+    which runs a 4-lane remainder per block). Without one, sqrt(V) is rounded up
+    to a multiple of 32 and the last block padded.
+    """
+    root = math.sqrt(num_classes)
+    divisors = [d for d in range(max(2, int(root / 2)), int(root * 2) + 1) if num_classes % d == 0]
+    if divisors:
+        return max(divisors, key=lambda d: (d / (32 * math.ceil(d / 32)), -abs(math.log(d / root))))
+    return 32 * math.ceil(root / 32)
+
+
 def _propose(
-    h: Tensor,
+    features: Tensor,
     proposal_weight: Tensor,
     class_rows: Tensor,
     column_abs_max: Tensor,
+    class_norm_max: Tensor,
     u: Tensor,
     inv_temperature: float,
     n_blocks: int,
@@ -109,40 +161,53 @@ def _propose(
     vocab_size: int,
     correct: bool,
 ) -> tuple[Tensor, Tensor]:
-    """Candidate classes ``[N, C]`` and whether each is accepted ``[N, C]`` (see the module docstring).
+    """One class per row ``[N]`` and whether every candidate of that row was rejected ``[N]``.
 
-    ``h`` is ``[N, K+1]`` (features and a constant 1 for the bias), ``u`` holds
-    three uniforms per candidate ``[N, 3C]``. Written as one function so that
-    ``torch.compile`` fuses it: the block masses become one pass over the
-    logits, and the small per-candidate steps do not pay eager per-op costs.
+    ``features`` is ``[N, K]``, ``u`` holds three uniforms per candidate ``[N, 3C]``.
+    Written as one function so that ``torch.compile`` fuses it: the block masses
+    become one pass over the logits, and the small per-candidate steps do not pay
+    eager per-op costs. See the module docstring for why the result is exact.
     """
     n, c = u.shape[0], u.shape[1] // 3
+    h = torch.cat([features, torch.ones_like(features[:, :1])], dim=1)  # bias feature: [N, K+1]
     approx = torch.mm(h.to(proposal_weight.dtype), proposal_weight).float()  # [N, V]
     row_max = approx.amax(dim=-1, keepdim=True)  # [N, 1]
     pad = n_blocks * block - vocab_size
     padded = F.pad(approx, (0, pad), value=float("-inf")) if pad else approx
     blocks = padded.view(n, n_blocks, block)
-    masses = torch.exp((blocks - row_max.unsqueeze(-1)) * inv_temperature).sum(-1)  # [N, nb]
+    # (l_hat - max) * (1/(64 T)) rounds to within 2^-23 of its value (the max is subtracted
+    # first); padding, -inf, is zeroed only when there is some.
+    scale = inv_temperature / 64.0
+
+    def bound(logits: Tensor) -> Tensor:
+        weight = _exp_bound_of_scaled((logits - row_max.unsqueeze(-1)) * scale)
+        return torch.where(logits > float("-inf"), weight, 0.0) if pad else weight
+
+    masses = bound(blocks).sum(-1)  # [N, nb]
 
     cdf = masses.cumsum(dim=-1)
     chosen = torch.searchsorted(cdf, u[:, :c] * cdf[:, -1:], right=True)
     chosen = chosen.clamp(max=n_blocks - 1)  # [N, C]
     block_logits = blocks.gather(1, chosen.unsqueeze(-1).expand(n, c, block))  # [N, C, blk]
-    weights = torch.exp((block_logits - row_max.unsqueeze(-1)) * inv_temperature)
+    weights = bound(block_logits)
     within_cdf = weights.cumsum(dim=-1)
     within = torch.searchsorted(
         within_cdf, u[:, c : 2 * c].unsqueeze(-1) * within_cdf[..., -1:], right=True
     ).clamp(max=block - 1)  # [N, C, 1]
     token = (chosen.unsqueeze(-1) * block + within).squeeze(-1).clamp(max=vocab_size - 1)
-    on_support = weights.gather(-1, within).squeeze(-1) > 0  # False only after float round-up
-    if not correct:
-        return token, on_support
-    abs_max = torch.maximum(row_max, -approx.amin(dim=-1, keepdim=True)).squeeze(1)
-    eps = logit_error_bound(h, column_abs_max, abs_max)  # [N]
-    picked_approx = block_logits.gather(-1, within).squeeze(-1)  # [N, C]
-    exact = (class_rows[token] * h.unsqueeze(1)).sum(-1)  # [N, C] float32 logits
-    accept_prob = torch.exp((exact - picked_approx - eps.unsqueeze(1)) * inv_temperature)
-    return token, (u[:, 2 * c :] < accept_prob) & on_support
+    picked_weight = weights.gather(-1, within).squeeze(-1)  # [N, C]
+    # Target over proposal: exp(l/T) / bound(exp(l_hat/T)), scaled to at most 1 by the
+    # bfloat16 error bound eps and the bound's float32 rounding slack.
+    if correct:
+        abs_max = torch.maximum(row_max, -approx.amin(dim=-1, keepdim=True)).squeeze(1)
+        eps = logit_error_bound(h, column_abs_max, class_norm_max, abs_max).unsqueeze(1)  # [N, 1]
+        exact = (class_rows[token] * h.unsqueeze(1)).sum(-1)  # [N, C] float32 logits
+    else:
+        eps, exact = torch.zeros_like(row_max), block_logits.gather(-1, within).squeeze(-1)
+    target = torch.exp((exact - row_max - eps) * inv_temperature - _EXP_BOUND_SLACK)
+    accepted = (u[:, 2 * c :] * picked_weight < target) & (picked_weight > 0)
+    first = accepted.to(torch.uint8).argmax(dim=1, keepdim=True)  # first accepted candidate
+    return token.gather(1, first).squeeze(1), ~accepted.any(dim=1)
 
 
 _compiled_propose: Callable[..., tuple[Tensor, Tensor]] | None = None
@@ -175,7 +240,8 @@ class ProjectionSampler:
     copied, so build a new sampler after the parameters change (it is cheap).
     ``precision`` is ``"bfloat16"`` (proposal from a bfloat16 matmul, corrected by
     rejection; see the module docstring) or ``"float32"``; ``"auto"`` picks
-    bfloat16 where the CPU runs it natively.
+    bfloat16 where the CPU runs it natively. ``candidates`` proposals are drawn
+    per row at once; rows that reject them all are redrawn from float32 logits.
     """
 
     def __init__(
@@ -198,15 +264,15 @@ class ProjectionSampler:
             )
         if int(candidates) != candidates or candidates < 1:
             raise ValueError(f"candidates must be a positive integer, got {candidates!r}")
-        from textgan_envs.sampling import _block_size  # one block rule for both samplers
-
         weight = weight.detach().float()
         bias = torch.zeros(vocab, device=weight.device) if bias is None else bias.detach().float()
         self.vocab_size = vocab
+        self.num_features = features
         self.precision = precision
-        self.candidates = int(candidates) if precision == "bfloat16" else 1
-        self.block = _block_size(vocab)
+        self.candidates = int(candidates)
+        self.block = fused_block_size(vocab)
         self.n_blocks = math.ceil(vocab / self.block)
+        self.rows_per_call = max(64, CHUNK_ENTRIES // vocab)
         # The bias rides along as an extra input feature fixed at 1: one matmul, no bias copy.
         self.weight = torch.cat([weight, bias[None]], dim=0).contiguous()  # [K+1, V]
         self.class_rows = self.weight.t().contiguous()  # [V, K+1]: float32 logit of one class
@@ -214,46 +280,59 @@ class ProjectionSampler:
             self.weight.to(torch.bfloat16) if precision == "bfloat16" else self.weight
         )
         self.column_abs_max = self.weight.abs().amax(dim=1)  # [K+1]
-        self.num_features = features
-
-    def _with_bias_feature(self, features: Tensor) -> Tensor:
-        if features.dim() != 2 or features.shape[1] != self.num_features:
-            raise ValueError(
-                f"features must be [N, {self.num_features}], got shape {tuple(features.shape)}"
-            )
-        ones = torch.ones((features.shape[0], 1), dtype=torch.float32, device=features.device)
-        return torch.cat([features.float(), ones], dim=1)  # [N, K+1]
+        # A tensor, not a float: the compiled kernel would be specialised to its value.
+        self.class_norm_max = torch.linalg.vector_norm(self.weight, dim=0).amax()
 
     @torch.no_grad()
     def sample(
         self, features: Tensor, generator: torch.Generator | None = None, temperature: float = 1.0
     ) -> Tensor:
         """``LongTensor[N]``: one class per row of ``features`` ``[N, K]``."""
-        from textgan_envs.sampling import _check_temperature, sample_categorical_inverse_cdf
+        from textgan_envs.sampling import _check_temperature
 
-        inv_t = 1.0 / _check_temperature(temperature)
-        h = self._with_bias_feature(features)  # [N, K+1]
-        n, device = h.shape[0], h.device
-        if n == 0:
-            return torch.empty(0, dtype=torch.long, device=device)
+        temperature = _check_temperature(temperature)
+        if features.dim() != 2 or features.shape[1] != self.num_features:
+            raise ValueError(
+                f"features must be [N, {self.num_features}], got shape {tuple(features.shape)}"
+            )
+        features = features.float()
+        n, device = features.shape[0], features.device
         u = torch.rand((n, 3 * self.candidates), generator=generator, device=device)
-        token, accepted = _fused_propose(
-            h,
+        out = torch.empty(n, dtype=torch.long, device=device)
+        rows = self.rows_per_call
+        for start in range(0, n, rows):
+            out[start : start + rows] = self._sample_chunk(
+                features[start : start + rows], u[start : start + rows], generator, temperature
+            )
+        return out
+
+    def _sample_chunk(
+        self, features: Tensor, u: Tensor, generator: torch.Generator | None, temperature: float
+    ) -> Tensor:
+        """Up to ``rows_per_call`` rows; a short chunk is padded so every compiled call has one shape."""
+        n = features.shape[0]
+        short = self.rows_per_call - n
+        if short > 0:
+            features = F.pad(features, (0, 0, 0, short))
+            u = F.pad(u, (0, 0, 0, short), value=0.5)
+        out, redraw = _fused_propose(
+            features,
             self.proposal_weight,
             self.class_rows,
             self.column_abs_max,
+            self.class_norm_max,
             u,
-            inv_t,
+            1.0 / temperature,
             self.n_blocks,
             self.block,
             self.vocab_size,
             self.precision == "bfloat16",
         )
-        first = accepted.to(torch.uint8).argmax(dim=1, keepdim=True)  # first accepted candidate
-        out = token.gather(1, first).squeeze(1)
-        redraw = ~accepted.any(dim=1)
+        out, redraw = out[:n], redraw[:n]
         if bool(redraw.any()):  # rare: sample those rows from their float32 logits
+            from textgan_envs.sampling import sample_categorical_inverse_cdf
+
             rows = redraw.nonzero().squeeze(1)
-            logits = h[rows] @ self.weight
+            logits = features[rows] @ self.weight[:-1] + self.weight[-1]
             out[rows] = sample_categorical_inverse_cdf(logits, generator, temperature=temperature)
         return out
