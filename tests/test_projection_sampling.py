@@ -19,8 +19,10 @@ from textgan_envs.projection_sampling import ProjectionSampler, logit_error_boun
 
 
 @pytest.fixture(autouse=True)
-def _fused_path_on():
-    """The fused path is opt-in; these tests check it, so they switch it on."""
+def _fused_path_on(monkeypatch):
+    """The fused path is opt-in; these tests check it, so they switch it on (and take it
+    even on CPUs that would emulate bfloat16: slower there, but just as exact)."""
+    monkeypatch.setattr(S, "cpu_has_fast_bfloat16", lambda: True)
     old = P.set_fused_sampling(True)
     yield
     P.set_fused_sampling(old)
@@ -202,6 +204,13 @@ def test_switching_the_fused_path_off_uses_model_step():
     assert isinstance(S._projection_sampler(model), ProjectionSampler)
     assert P.set_fused_sampling(False) is True
     assert not P.fused_sampling_enabled()
+    assert S._projection_sampler(model) is None
+
+
+def test_cpus_without_native_bfloat16_keep_the_plain_path(monkeypatch):
+    model = OracleLSTM.random(0, vocab_size=30, emb_dim=8, hidden_dim=8, seq_len=3)
+    assert isinstance(S._projection_sampler(model), ProjectionSampler)
+    monkeypatch.setattr(S, "cpu_has_fast_bfloat16", lambda: False)
     assert S._projection_sampler(model) is None
 
 

@@ -3,39 +3,47 @@
 Why: sampling from the SeqGAN oracle or an LSTM generator on CPU is bound by the
 output projection (``[N, K] @ [K, V]`` with K = 32 and V = 5,000 writes 5,000
 logits per row) and by the softmax pass over them. This module halves the first
-and fuses the second:
+and cuts the second to a few multiply-adds per logit:
 
 * **bfloat16 proposal.** The logits ``l_hat`` come from a bfloat16 matmul (twice
-  the float32 rate on CPUs with avx512_bf16 or AMX). Their error has an a-priori
-  bound per row from bfloat16's unit roundoff u = 2^-8:
-  ``|l - l_hat| <= eps = (2u + u^2) * sum_i |h_i| max_v |W_iv|  +  1.01 u max_v |l_hat_v|``
-  (input rounding of ``h`` and ``W``; products and the float32 accumulation are
-  exact to 2^-24; output rounding to bfloat16).
-* **Rejection makes it exact.** A candidate ``v ~ q = softmax(l_hat / T)`` is
-  accepted with probability ``exp((l_v - l_hat_v - eps) / T) <= 1``, where ``l_v``
-  is the float32 logit of that one class (a K-long dot product). Accepted
-  candidates are distributed exactly as ``softmax(l / T)``. Each row draws
-  ``candidates`` proposals at once and keeps the first accepted one; a row whose
-  candidates are all rejected (about 0.3^4 of rows on the oracle) is redrawn
-  from its float32 logits, which leaves the distribution unchanged.
+  the float32 rate on CPUs with avx512_bf16 or AMX). Their error has a bound per
+  row from the measured rounding of ``h`` and ``W`` (:func:`logit_error_bound`):
+  ``|l - l_hat| <= eps = ||h_hat|| max_v ||dW_v|| + ||h_hat - h|| max_v ||W_v|| + 1.01 u max_v |l_hat_v|``
+  (Cauchy-Schwarz on the input rounding; products and the float32 accumulation
+  are exact to 2^-24; u = 2^-8 for the output rounding).
+* **Cheap weights.** A class's proposal weight is not ``exp`` but
+  :func:`exp_upper_bound`, ``(1 + a + a^2/2)^64`` with ``a = (l_hat - max) / (64 T)``:
+  two multiply-adds and six squarings, always at least ``exp`` and within 0.3%
+  of it where the mass is.
+* **Rejection makes it exact.** A candidate ``v`` drawn with probability
+  proportional to its weight ``w_v`` is accepted with probability
+  ``exp((l_v - max - eps) / T) / w_v <= 1``, where ``l_v`` is the float32 logit
+  of that one class (a K-long dot product). Accepted candidates are distributed
+  exactly as ``softmax(l / T)``. Each row draws ``candidates`` proposals at once
+  and keeps the first accepted one; a row whose candidates are all rejected
+  (3e-5 of rows on the published oracle, ``benchmarks/oracle_sampling.py
+  --profile``) is redrawn from its float32 logits, which leaves the
+  distribution unchanged.
 * **One fused pass for the block masses.** The two-level inverse-CDF sampler of
   :mod:`textgan_envs.sampling` needs the row maximum and the mass of each block of
   about sqrt(V) classes; ``torch.compile`` turns these into one kernel that reads
-  the logits once and never writes probabilities. Only the chosen block's
-  classes are exponentiated again.
+  the logits in cache and never writes probabilities. Rows go through in chunks
+  of one shape (the last one padded), so it compiles once per model shape.
 
-With ``precision="float32"`` the proposal is the float32 logits themselves and
-every first candidate is accepted (the fused pass still pays). Models opt in by
-providing :class:`~textgan_envs.sequence_model.ProjectedSequenceModel`'s
-``step_features`` and ``output_projection``; with the path switched on
-(:func:`set_fused_sampling` or ``TEXTGAN_FUSED_SAMPLING=1``),
-:mod:`textgan_envs.sampling` uses it on CPU for large jobs.
+With ``precision="float32"`` the proposal is the float32 logits themselves (only
+the weights' overshoot is rejected). Models opt in by providing
+:class:`~textgan_envs.sequence_model.ProjectedSequenceModel`'s ``step_features``
+and ``output_projection``; with the path switched on (:func:`set_fused_sampling`
+or ``TEXTGAN_FUSED_SAMPLING=1``), :mod:`textgan_envs.sampling` uses it on CPUs
+with native bfloat16 for large jobs.
 
 Why it is off by default: ``benchmarks/oracle_sampling.py`` measured 10,000
-oracle sequences in 1.15 s this way against 1.45 s for the plain path once
-:func:`textgan_envs.allocator.retain_freed_memory` is on, while compiling the
-kernel costs ~20 s per shape and dtype the first time on a machine (~2 s from
-the on-disk cache after that). It pays on long CPU runs, not on one-off draws.
+oracle sequences in 0.73-1.12 s this way against 1.23-2.08 s for the plain path
+in the same runs (2 threads, :func:`textgan_envs.allocator.retain_freed_memory`
+on), while compiling the kernel costs 15-30 s per model shape the first time on
+a machine (~4 s from the on-disk cache after that). It pays on long CPU runs, not on one-off draws; and
+switching it on changes which samples a seed gives, so it is a setting a run
+keeps, never a choice made behind the user's back.
 """
 
 from __future__ import annotations

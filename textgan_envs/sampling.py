@@ -23,7 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from textgan_envs.projection_sampling import ProjectionSampler, fused_sampling_enabled
+from textgan_envs.projection_sampling import (
+    ProjectionSampler,
+    cpu_has_fast_bfloat16,
+    fused_sampling_enabled,
+)
 from textgan_envs.sequence_model import ProjectedSequenceModel, RecurrentSequenceModel, State
 
 __all__ = [
@@ -220,8 +224,10 @@ def _defining_class(cls: type, name: str) -> type | None:
 def _uses_fused_path(model: RecurrentSequenceModel, expected_logits: int | None = None) -> bool:
     """Whether a sampling loop of ``expected_logits`` (rows x V x steps) takes the fused path.
 
-    It does, when switched on, on CPU for models that expose their projection, unless
-    the job is below ``FUSED_MIN_LOGITS`` (``None``: size unknown, counts as large).
+    It does, when switched on, on CPUs with native bfloat16 for models that expose their
+    projection, unless the job is below ``FUSED_MIN_LOGITS`` (``None``: size unknown,
+    counts as large). Without native bfloat16 its float32 proposal measured slower than
+    the plain path, so there it is never taken.
     A subclass that overrides ``step`` but not ``step_features`` (to mask logits, say)
     is sampled through its ``step``: the two halves are trusted only when one class
     defines both.
@@ -231,6 +237,7 @@ def _uses_fused_path(model: RecurrentSequenceModel, expected_logits: int | None 
         and (expected_logits is None or expected_logits >= FUSED_MIN_LOGITS)
         and isinstance(model, ProjectedSequenceModel)
         and _model_device(model).type == "cpu"
+        and cpu_has_fast_bfloat16()
         and _defining_class(type(model), "step") is _defining_class(type(model), "step_features")
     )
 
