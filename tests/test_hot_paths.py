@@ -19,7 +19,7 @@ from agents.perf_switches import PerfSwitches, SwitchedModule, apply_switches, t
 from agents.policies import LSTMPolicy
 from textgan_envs.discriminators import CNNDiscriminator, LSTMDiscriminator, eval_logits
 from textgan_envs.oracle import OracleLSTM
-from textgan_envs.projection_sampling import set_fused_sampling
+from textgan_envs.projection_sampling import set_projection_sampling
 from textgan_envs.rollout import monte_carlo_q
 from textgan_envs.sampling import sample_sequences
 
@@ -37,10 +37,10 @@ CUDA_FUNCTIONS = (
 
 @pytest.fixture(autouse=True)
 def _plain_sampling_path():
-    """Check the loops that run on a GPU: the fused sampler is CPU-only (and may sync there)."""
-    old = set_fused_sampling(False)
+    """Check the loops that run on a GPU: the projection sampler is CPU-only (and syncs there)."""
+    old = set_projection_sampling(False)
     yield
-    set_fused_sampling(old)
+    set_projection_sampling(old)
 
 
 class HostSyncError(AssertionError):

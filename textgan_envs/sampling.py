@@ -10,8 +10,11 @@ bottleneck of oracle sampling and Monte-Carlo rollouts on CPU. Inverse-CDF
 sampling needs one uniform per row instead of one per class (Gumbel-max), and
 doing it in two levels (pick a block of about sqrt(V) classes from the block
 masses, then a class inside that block) replaces the full-width ``cumsum`` (a
-slow sequential scan) by a fast reduction. ``benchmarks/oracle_sampling.py``
-measures the alternatives side by side.
+slow sequential scan) by a fast reduction. On CPU the same two-level draw runs
+in a C kernel (:mod:`textgan_envs.native_sampling`) that never writes a
+``[rows, V]`` tensor; for models that expose their output projection the bias
+is added there too, so the logits come from a plain matmul.
+``benchmarks/oracle_sampling.py`` measures the alternatives side by side.
 """
 
 from __future__ import annotations
@@ -23,11 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from textgan_envs.projection_sampling import (
-    ProjectionSampler,
-    cpu_has_fast_bfloat16,
-    fused_sampling_enabled,
-)
+from textgan_envs import native_sampling
+from textgan_envs.projection_sampling import ProjectionSampler, projection_sampling_enabled
 from textgan_envs.sequence_model import ProjectedSequenceModel, RecurrentSequenceModel, State
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "sample_categorical_multinomial",
     "sample_categorical_gumbel",
     "sample_categorical_inverse_cdf",
+    "sample_categorical_native",
     "sample_sequences",
     "sequence_log_probs",
     "complete_sequences",
@@ -48,8 +49,6 @@ __all__ = [
 # GPUs want large batches. Small vocabularies get proportionally more rows.
 CPU_BATCH_ENTRIES = 512 * 5000
 CUDA_BATCH_ENTRIES = 8192 * 5000
-# The fused CPU path keeps only bfloat16 logits and measured fastest at 2,048 x 5,000.
-FUSED_CPU_BATCH_ENTRIES = 2048 * 5000
 
 
 def default_batch_rows(device: torch.device | str, vocab_size: int = 5000) -> int:
@@ -164,6 +163,29 @@ def sample_categorical_multinomial(
     return torch.multinomial(probs, 1, generator=generator).reshape(lead)
 
 
+def sample_categorical_native(
+    logits: Tensor, generator: torch.Generator | None = None, temperature: float = 1.0
+) -> Tensor:
+    """Two-level inverse-CDF sampling in the C kernel of :mod:`textgan_envs.native_sampling`.
+
+    CPU only. A row with a NaN or without a finite entry raises ``ValueError``.
+    """
+    flat, lead = _flatten_logits(logits, 1.0)
+    if flat.device.type != "cpu":
+        raise ValueError(f"the C sampling kernel runs on CPU, got logits on {flat.device}")
+    flat = flat.detach().float()
+    if flat.stride(-1) != 1:
+        flat = flat.contiguous()
+    u = torch.rand(flat.shape[0], generator=generator)
+    inv_temperature = 1.0 / _check_temperature(temperature)
+    return native_sampling.sample_rows(flat, u, inv_temperature=inv_temperature).reshape(lead)
+
+
+def _native_cpu(device: torch.device) -> bool:
+    """Whether sampling on ``device`` goes through the C kernel."""
+    return device.type == "cpu" and native_sampling.native_sampling_available()
+
+
 def sample_categorical(
     logits: Tensor, generator: torch.Generator | None = None, temperature: float = 1.0
 ) -> Tensor:
@@ -171,37 +193,32 @@ def sample_categorical(
 
     Returns a ``LongTensor[...]`` (the leading shape of ``logits``). Rows may
     contain ``-inf`` (masked classes, never drawn) but need one finite entry.
+    On CPU this is :func:`sample_categorical_native` (where the kernel builds),
+    elsewhere :func:`sample_categorical_inverse_cdf`: the same distribution.
     """
+    if _native_cpu(logits.device):
+        return sample_categorical_native(logits, generator=generator, temperature=temperature)
     return sample_categorical_inverse_cdf(logits, generator=generator, temperature=temperature)
 
 
 NextToken = Callable[[Tensor, State], tuple[Tensor, State]]
 
 
-# Below this many logits per sampling loop (rows x V x steps) the plain path is used: the
-# fused one compiles a kernel on first use (seconds), which only pays on large jobs.
-FUSED_MIN_LOGITS = 50_000_000
-
-
 def next_token_sampler(
     model: RecurrentSequenceModel,
     generator: torch.Generator | None = None,
     temperature: float = 1.0,
-    expected_logits: int | None = None,
 ) -> NextToken:
     """A function ``(prev_tokens [B], state) -> (next_tokens [B], state)`` that steps and samples.
 
-    It is ``model.step`` followed by :func:`sample_categorical`, unless the fused
-    CPU path is switched on (:func:`~textgan_envs.projection_sampling.set_fused_sampling`)
-    and the model exposes its output projection
-    (:class:`~textgan_envs.sequence_model.ProjectedSequenceModel`): then it samples
-    through :class:`~textgan_envs.projection_sampling.ProjectionSampler`, exactly the
-    same distribution without float32 logits.
+    On CPU, for models that expose their output projection
+    (:class:`~textgan_envs.sequence_model.ProjectedSequenceModel`), it samples
+    through :class:`~textgan_envs.projection_sampling.ProjectionSampler`: the
+    same distribution without a ``[B, V]`` float32 pass of its own. Otherwise it
+    is ``model.step`` followed by :func:`sample_categorical`.
     Build it once per sampling loop: it snapshots the projection's parameters.
-    ``expected_logits`` (rows x V x steps of the loop) below ``FUSED_MIN_LOGITS``
-    selects the plain path.
     """
-    sampler = _projection_sampler(model, expected_logits)
+    sampler = _projection_sampler(model)
     if sampler is None:
 
         def step_and_sample(prev: Tensor, state: State) -> tuple[Tensor, State]:
@@ -221,32 +238,25 @@ def _defining_class(cls: type, name: str) -> type | None:
     return next((c for c in cls.__mro__ if name in vars(c)), None)
 
 
-def _uses_fused_path(model: RecurrentSequenceModel, expected_logits: int | None = None) -> bool:
-    """Whether a sampling loop of ``expected_logits`` (rows x V x steps) takes the fused path.
+def _uses_projection_path(model: RecurrentSequenceModel) -> bool:
+    """Whether sampling ``model`` goes through :class:`ProjectionSampler`.
 
-    It does, when switched on, on CPUs with native bfloat16 for models that expose their
-    projection, unless the job is below ``FUSED_MIN_LOGITS`` (``None``: size unknown,
-    counts as large). Without native bfloat16 its float32 proposal measured slower than
-    the plain path, so there it is never taken.
-    A subclass that overrides ``step`` but not ``step_features`` (to mask logits, say)
-    is sampled through its ``step``: the two halves are trusted only when one class
-    defines both.
+    It does on CPU where the C kernel is available, unless switched off, for
+    models that expose their projection. A subclass that overrides ``step`` but
+    not ``step_features`` (to mask logits, say) is sampled through its ``step``:
+    the two halves are trusted only when one class defines both.
     """
     return (
-        fused_sampling_enabled()
-        and (expected_logits is None or expected_logits >= FUSED_MIN_LOGITS)
+        projection_sampling_enabled()
         and isinstance(model, ProjectedSequenceModel)
-        and _model_device(model).type == "cpu"
-        and cpu_has_fast_bfloat16()
         and _defining_class(type(model), "step") is _defining_class(type(model), "step_features")
+        and _native_cpu(_model_device(model))
     )
 
 
-def _projection_sampler(
-    model: RecurrentSequenceModel, expected_logits: int | None = None
-) -> ProjectionSampler | None:
-    """The fused sampler for ``model`` where :func:`_uses_fused_path`, else ``None``."""
-    if not _uses_fused_path(model, expected_logits):
+def _projection_sampler(model: RecurrentSequenceModel) -> ProjectionSampler | None:
+    """The projection sampler for ``model`` where :func:`_uses_projection_path`, else ``None``."""
+    if not _uses_projection_path(model):
         return None
     weight, bias = model.output_projection()  # type: ignore[attr-defined]
     return ProjectionSampler(weight, bias)
@@ -275,8 +285,7 @@ def _sample_batch(
     batch = out.shape[0]
     state = model.initial_state(batch)
     prev = torch.full((batch,), model.start_token, dtype=torch.long, device=out.device)
-    n_logits = batch * model.vocab_size * out.shape[1]
-    step_and_sample = next_token_sampler(model, generator, temperature, n_logits)
+    step_and_sample = next_token_sampler(model, generator, temperature)
     for t in range(out.shape[1]):
         prev, state = step_and_sample(prev, state)
         out[:, t] = prev
@@ -303,8 +312,6 @@ def sample_sequences(
     device = _model_device(model)
     if batch_size is None:
         batch_size = default_batch_rows(device, model.vocab_size)
-        if _uses_fused_path(model, n * model.vocab_size * model.seq_len):
-            batch_size = max(64, FUSED_CPU_BATCH_ENTRIES // max(model.vocab_size, 1))
     batch_size = int(batch_size)
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -414,8 +421,7 @@ def complete_sequences(
     out = torch.empty((k, model.seq_len), dtype=torch.long, device=device)
     out[:, :length] = prefix_tokens.to(device)
     prev = prev_tokens.to(device).long()
-    n_logits = k * model.vocab_size * (model.seq_len - length)
-    step_and_sample = next_token_sampler(model, generator, temperature, n_logits)
+    step_and_sample = next_token_sampler(model, generator, temperature)
     for t in range(length, model.seq_len):
         prev, state = step_and_sample(prev, state)
         out[:, t] = prev

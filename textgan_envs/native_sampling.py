@@ -1,0 +1,324 @@
+"""Categorical sampling on CPU through a small C kernel, built on first use.
+
+Why: the CPU cost of sampling from a model with 5,000 classes is not the
+arithmetic but the passes over ``[rows, V]`` tensors: PyTorch's softmax reads
+and writes every logit three times, and the two-level inverse-CDF draw of
+:func:`textgan_envs.sampling.sample_categorical_inverse_cdf` adds a block sum
+and several small ops per step. ``csrc/categorical.c`` reads each row once
+into L1 cache for its maximum and once for its block masses, writes nothing
+of size ``[rows, V]``, and runs rows in parallel on PyTorch's own OpenMP
+threads. It draws from the same distribution in the same two levels (one
+uniform per row). ``benchmarks/oracle_sampling.py`` measures it against the
+alternatives.
+
+The kernel is compiled with the system C compiler (``$CC``, else ``cc``) for
+this CPU (``-march=native``) into a cache directory (``$TEXTGAN_CACHE_DIR``,
+else ``$XDG_CACHE_HOME/textgan`` or ``~/.cache/textgan``) keyed by the source,
+the compiler and the CPU, so it is built once per machine (well under a
+second). Where no compiler works, a warning says why and
+:mod:`textgan_envs.sampling` keeps its PyTorch path; ``TEXTGAN_NATIVE_SAMPLING=0``
+selects that path on purpose. Which of the two a machine uses decides which
+samples a seed gives, as the choice between CPU and GPU does.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+__all__ = ["native_sampling_available", "native_block_size", "sample_rows", "sample_rows_bf16"]
+
+SOURCE = Path(__file__).with_name("csrc") / "categorical.c"
+_LANES = 16  # the kernel's vector width, in floats
+_COMMON_FLAGS = ["-O3", "-std=gnu11", "-shared", "-fPIC"]
+
+_lock = threading.Lock()
+_library: ctypes.CDLL | None = None
+_failure: str | None = None
+
+
+def _cache_dir() -> Path:
+    if os.environ.get("TEXTGAN_CACHE_DIR"):
+        return Path(os.environ["TEXTGAN_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "textgan"
+
+
+def _cpu_signature() -> str:
+    """What ``-march=native`` depends on: the CPU's feature flags where Linux lists them."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                if line.startswith(("flags", "Features")):
+                    return line
+    except OSError:
+        pass
+    return f"{platform.machine()} {platform.processor()}"
+
+
+def _flag_sets() -> list[list[str]]:
+    """Compiler flags to try, fastest first.
+
+    OpenMP only with GCC on Linux: the object then needs ``libgomp.so.1``, which
+    PyTorch's Linux wheels have already loaded, so the kernel shares PyTorch's
+    thread pool. (A second OpenMP runtime would fight PyTorch's spinning threads
+    for the cores.)
+    """
+    sets = []
+    if sys.platform.startswith("linux") and "OpenMP" in torch.__config__.parallel_info():
+        sets.append(["-march=native", "-fopenmp"])
+    sets += [["-march=native"], []]
+    return sets
+
+
+def _compiler() -> str | None:
+    return shutil.which(os.environ.get("CC", "cc"))
+
+
+def _build_key(compiler: str, flags: list[str]) -> str:
+    """Names a build by everything it depends on: source, flags, compiler and CPU."""
+    try:
+        version = subprocess.run(
+            [compiler, "--version"], capture_output=True, text=True, timeout=60
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        version = compiler
+    key = hashlib.sha256(SOURCE.read_bytes())
+    for part in (" ".join(flags), version, _cpu_signature()):
+        key.update(part.encode())
+    return key.hexdigest()[:16]
+
+
+def _build(compiler: str, flags: list[str], target: Path) -> None:
+    """Compile the kernel to ``target`` atomically; ``RuntimeError`` with the compiler's words."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(dir=target.parent, suffix=".so.partial")
+    os.close(handle)
+    command = [compiler, *_COMMON_FLAGS, *flags, str(SOURCE), "-o", partial]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.strip()[-400:]}")
+        os.replace(partial, target)  # concurrent builders each write whole files
+    except (OSError, subprocess.SubprocessError) as error:
+        raise RuntimeError(f"{' '.join(command)} failed: {error}") from error
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+
+
+def _bind(library: ctypes.CDLL) -> ctypes.CDLL:
+    pointer, int64, int32, float32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32, ctypes.c_float
+    plain = library.textgan_sample_rows
+    plain.argtypes = [
+        pointer,
+        int64,
+        int64,
+        int64,
+        pointer,
+        float32,
+        pointer,
+        int64,
+        int32,
+        pointer,
+    ]
+    plain.restype = int64
+    bf16 = library.textgan_sample_rows_bf16
+    bf16.argtypes = [pointer, int64, int64, int64, pointer, int64, pointer, pointer, pointer]
+    bf16.argtypes += [float32, float32, pointer, int32, int64, int32, pointer]
+    bf16.restype = int64
+    return library
+
+
+def _open(compiler: str, flags: list[str], target: Path) -> ctypes.CDLL:
+    """Load the cached build at ``target``; build it first if it is missing or unloadable."""
+    if not target.is_file():
+        _build(compiler, flags, target)
+        return _bind(ctypes.CDLL(str(target)))
+    try:
+        return _bind(ctypes.CDLL(str(target)))
+    except (OSError, AttributeError):  # truncated or foreign file: build it again
+        target.unlink(missing_ok=True)
+        _build(compiler, flags, target)
+        return _bind(ctypes.CDLL(str(target)))
+
+
+def _load() -> ctypes.CDLL | None:
+    """Build (or find in the cache) and load the kernel; remember why if that fails."""
+    global _library, _failure
+    with _lock:
+        if _library is not None or _failure is not None:
+            return _library
+        compiler = _compiler()
+        errors = []
+        if compiler is None:
+            errors.append(f"no C compiler found (looked for {os.environ.get('CC', 'cc')!r})")
+        else:
+            for flags in _flag_sets():
+                target = _cache_dir() / f"categorical-{_build_key(compiler, flags)}.so"
+                try:
+                    _library = _open(compiler, flags, target)
+                    return _library
+                except (OSError, AttributeError, RuntimeError) as error:
+                    errors.append(str(error))
+        _failure = "; ".join(errors)
+        warnings.warn(
+            "textgan's C sampling kernel is unavailable, so CPU sampling uses the slower "
+            f"PyTorch path ({_failure}). Set TEXTGAN_NATIVE_SAMPLING=0 to silence this.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
+
+
+def native_sampling_available() -> bool:
+    """Whether CPU sampling goes through the C kernel (building it on first call)."""
+    if os.environ.get("TEXTGAN_NATIVE_SAMPLING", "1") == "0":
+        return False
+    return _load() is not None
+
+
+def native_block_size(num_classes: int) -> int:
+    """Classes per block: a multiple of the vector width near sqrt(V) (80 for V = 5,000)."""
+    return _LANES * max(1, math.ceil(math.sqrt(num_classes) / _LANES))
+
+
+def _check(name: str, tensor: Tensor, shape: tuple[int, ...], dtype=torch.float32) -> None:
+    if tensor.device.type != "cpu" or tensor.dtype != dtype:
+        raise ValueError(
+            f"{name} must be a {str(dtype).removeprefix('torch.')} CPU tensor, "
+            f"got {tensor.dtype} on {tensor.device}"
+        )
+    if tuple(tensor.shape) != shape:
+        raise ValueError(f"{name} must have shape {list(shape)}, got {list(tensor.shape)}")
+    if tensor.dim() and tensor.stride(-1) != 1:
+        raise ValueError(f"{name} must be contiguous along its last dimension")
+
+
+def _library_or_raise() -> ctypes.CDLL:
+    library = _load()
+    if library is None:
+        raise RuntimeError(f"the C sampling kernel is unavailable: {_failure}")
+    return library
+
+
+def _raise_for_bad_rows(out: Tensor, failed: int) -> None:
+    """Turn the kernel's negative codes -1 (bad row) and -2 (no memory) into errors."""
+    bad = (out == -1) | (out == -2)
+    if failed and bool(bad.any()):
+        row = int(bad.nonzero()[0, 0])
+        if int(out[row]) == -2:
+            raise MemoryError("the C sampling kernel could not allocate its scratch space")
+        raise ValueError(
+            f"logits row {row} has a NaN or no finite entry ({int(bad.sum())} such rows); "
+            "every row needs a finite maximum"
+        )
+
+
+def sample_rows(
+    logits: Tensor, u: Tensor, bias: Tensor | None = None, inv_temperature: float = 1.0
+) -> Tensor:
+    """One class per row of ``softmax((logits + bias) * inv_temperature)``: ``LongTensor[N]``.
+
+    ``logits`` is float32 ``[N, V]`` on CPU (rows may be strided), ``u`` holds one
+    uniform in [0, 1) per row, ``bias`` ``[V]`` or ``None``. ``-inf`` logits are
+    never drawn; a row with a NaN, or without a finite maximum, raises
+    ``ValueError`` naming it. Needs :func:`native_sampling_available`.
+    """
+    library = _library_or_raise()
+    if logits.dim() != 2 or logits.shape[1] == 0:
+        raise ValueError(f"logits must be [N, V] with V >= 1, got shape {list(logits.shape)}")
+    n, num_classes = logits.shape
+    _check("logits", logits, (n, num_classes))
+    _check("u", u, (n,))
+    if bias is not None:
+        _check("bias", bias, (num_classes,))
+    out = torch.empty(n, dtype=torch.long)
+    if n == 0:
+        return out
+    failed = library.textgan_sample_rows(
+        logits.data_ptr(),
+        n,
+        num_classes,
+        logits.stride(0),
+        None if bias is None else bias.data_ptr(),
+        float(inv_temperature),
+        u.data_ptr(),
+        native_block_size(num_classes),
+        torch.get_num_threads(),
+        out.data_ptr(),
+    )
+    _raise_for_bad_rows(out, failed)
+    return out
+
+
+def sample_rows_bf16(
+    logits: Tensor,
+    features: Tensor,
+    class_rows: Tensor,
+    bias: Tensor | None,
+    eps_base: Tensor,
+    output_unit: float,
+    u: Tensor,
+    inv_temperature: float = 1.0,
+) -> tuple[Tensor, Tensor]:
+    """Exact draws from ``softmax((features @ W + bias) * inv_temperature)`` given
+    bfloat16 logits ``bf16(features @ W)``; ``(LongTensor[N], redraw [N])``.
+
+    ``class_rows`` is ``W`` transposed (``[V, K]``, float32, contiguous), used for
+    the float32 logit of each candidate; ``eps_base[i] + output_unit * max_v
+    |logits[i, v]|`` must bound ``|features[i] @ W - logits[i]|``
+    (:func:`textgan_envs.projection_sampling.logit_error_bound`). ``u`` holds two
+    uniforms per candidate ``[N, 2C]``. Rows whose ``C`` candidates were all
+    rejected are flagged in ``redraw``: draw them from float32 logits.
+    """
+    library = _library_or_raise()
+    if logits.dim() != 2 or features.dim() != 2 or u.dim() != 2:
+        raise ValueError("logits [N, V], features [N, K] and u [N, 2C] must be 2-D")
+    (n, num_classes), k = logits.shape, features.shape[1]
+    _check("logits", logits, (n, num_classes), torch.bfloat16)
+    _check("features", features.contiguous(), (n, k))
+    _check("class_rows", class_rows, (num_classes, k))
+    _check("eps_base", eps_base, (n,))
+    if u.shape[1] % 2 or u.shape[1] == 0:
+        raise ValueError(f"u must hold two uniforms per candidate, got shape {list(u.shape)}")
+    _check("u", u, (n, u.shape[1]))
+    if bias is not None:
+        _check("bias", bias, (num_classes,))
+    features, u, class_rows = features.contiguous(), u.contiguous(), class_rows.contiguous()
+    out = torch.empty(n, dtype=torch.long)
+    if n == 0:
+        return out, torch.zeros(0, dtype=torch.bool)
+    failed = library.textgan_sample_rows_bf16(
+        logits.data_ptr(),
+        n,
+        num_classes,
+        logits.stride(0),
+        features.data_ptr(),
+        k,
+        class_rows.data_ptr(),
+        None if bias is None else bias.data_ptr(),
+        eps_base.data_ptr(),
+        float(output_unit),
+        float(inv_temperature),
+        u.data_ptr(),
+        u.shape[1] // 2,
+        native_block_size(num_classes),
+        torch.get_num_threads(),
+        out.data_ptr(),
+    )
+    _raise_for_bad_rows(out, failed)
+    return out, out == -3
