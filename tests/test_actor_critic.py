@@ -76,6 +76,7 @@ def test_actor_critic_raises_expected_reward_of_fixed_discriminator(reward):
     for step in range(1, 26):
         metrics = ac.generator_step(setup, critic, g_opt, c_opt, cfg, gen, step)
     after = objective(setup)
-    # Over generator seeds 1-5 the gain is 0.35-0.46; no learning would leave it near 0.
-    assert before < 0.3 and after > before + 0.25, (before, after)
+    # Over generator seeds 1-8 the gain is 0.21-0.43 (mc_log) and 0.27-0.43 (final_log);
+    # no learning would leave it near 0.
+    assert before < 0.3 and after > before + 0.15, (before, after)
     assert metrics["log_d"] < 0 and metrics["critic_loss"] >= 0

@@ -83,8 +83,7 @@ def _q_chunk(
     prev_rows = tokens[:, :n_prefix].T.repeat_interleave(n, dim=0).reshape(rows)
 
     # 2. generate position p (0-based) for every row whose prefix length t <= p.
-    n_logits = rows * int(policy.vocab_size) * length // 2  # completions shrink as p grows
-    step_and_sample = next_token_sampler(policy, generator, expected_logits=n_logits)
+    step_and_sample = next_token_sampler(policy, generator)
     for p in range(1, length):
         active = p * group
         state_in = tuple(buf[:active] for buf in buffers)
