@@ -48,18 +48,26 @@ def _threshold(dof: int) -> float:
     return dof + 5 * math.sqrt(2 * dof)  # ~5 sigma above the chi-square mean
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["projected_in_kernel", "bf16_matmul_first"])
 @pytest.mark.parametrize(
     ("scale", "offset", "candidates", "temperature"), [(1.0, 120.0, 4, 1.0), (0.5, 100.0, 1, 0.7)]
 )
 def test_bfloat16_proposal_with_rejection_matches_the_exact_softmax(
-    scale, offset, candidates, temperature
+    scale, offset, candidates, temperature, fused, monkeypatch
 ):
+    has_dot = native_sampling.has_bf16_dot()
+    if fused and not has_dot:
+        pytest.skip("this CPU's build of the kernel has no bfloat16 dot product")
     # bfloat16 logits near 100 are quantised to steps of 0.5, so the proposal is far off
     # and many candidates are rejected; with one candidate many rows are redrawn.
     weight, bias, h = _problem(scale, offset=offset)
     exact = torch.softmax((h @ weight + bias) / temperature, dim=-1)[0]
     draws = 120_000
+    # Both routes: the kernel's own bfloat16 dot products (where the build has them) and a
+    # bfloat16 matmul whose rounded output the kernel reads.
+    monkeypatch.setattr(native_sampling, "has_bf16_dot", lambda: fused and has_dot)
     sampler = ProjectionSampler(weight, bias, precision="bfloat16", candidates=candidates)
+    assert sampler.fused == (fused and has_dot)
     tokens = sampler.sample(
         h.expand(draws, -1), torch.Generator().manual_seed(1), temperature=temperature
     )

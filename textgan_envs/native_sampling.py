@@ -39,7 +39,14 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["native_sampling_available", "native_block_size", "sample_rows", "sample_rows_bf16"]
+__all__ = [
+    "has_bf16_dot",
+    "native_block_size",
+    "native_sampling_available",
+    "sample_projected",
+    "sample_rows",
+    "sample_rows_bf16",
+]
 
 SOURCE = Path(__file__).with_name("csrc") / "categorical.c"
 _LANES = 16  # the kernel's vector width, in floats
@@ -140,6 +147,11 @@ def _bind(library: ctypes.CDLL) -> ctypes.CDLL:
     bf16.argtypes = [pointer, int64, int64, int64, pointer, int64, pointer, pointer, pointer]
     bf16.argtypes += [float32, float32, pointer, int32, int64, int32, pointer]
     bf16.restype = int64
+    projected = library.textgan_sample_projected
+    projected.argtypes = [pointer, pointer, int64, int64, int64, pointer, pointer, int64, int64]
+    projected.argtypes += [pointer, pointer, float32, pointer, int32, int64, int32, pointer]
+    projected.restype = int64
+    library.textgan_has_bf16_dot.restype = int32
     return library
 
 
@@ -216,12 +228,15 @@ def _library_or_raise() -> ctypes.CDLL:
 
 
 def _raise_for_bad_rows(out: Tensor, failed: int) -> None:
-    """Turn the kernel's negative codes -1 (bad row) and -2 (no memory) into errors."""
-    bad = (out == -1) | (out == -2)
+    """Turn the kernel's negative codes -1 (bad row), -2 (no memory) and -4 (bfloat16
+    asked of a build without it) into errors; -3 (all candidates rejected) is the caller's."""
+    bad = (out == -1) | (out == -2) | (out == -4)
     if failed and bool(bad.any()):
         row = int(bad.nonzero()[0, 0])
         if int(out[row]) == -2:
             raise MemoryError("the C sampling kernel could not allocate its scratch space")
+        if int(out[row]) == -4:
+            raise RuntimeError("this build of the C sampling kernel has no bfloat16 dot product")
         raise ValueError(
             f"logits row {row} has a NaN or no finite entry ({int(bad.sum())} such rows); "
             "every row needs a finite maximum"
@@ -316,6 +331,86 @@ def sample_rows_bf16(
         float(inv_temperature),
         u.data_ptr(),
         u.shape[1] // 2,
+        native_block_size(num_classes),
+        torch.get_num_threads(),
+        out.data_ptr(),
+    )
+    _raise_for_bad_rows(out, failed)
+    return out, out == -3
+
+
+def has_bf16_dot() -> bool:
+    """Whether the kernel was built with native bfloat16 dot products (avx512_bf16)."""
+    library = _load()
+    return library is not None and bool(library.textgan_has_bf16_dot())
+
+
+def sample_projected(
+    features: Tensor,
+    weight: Tensor,
+    bias_padded: Tensor,
+    num_classes: int,
+    inv_temperature: float,
+    u: Tensor,
+    pairs: Tensor | None = None,
+    class_rows: Tensor | None = None,
+    eps_base: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Draws from ``softmax((features @ W + bias) * inv_temperature)`` with the projection
+    inside the kernel (no ``[N, V]`` logits tensor); ``(LongTensor[N], redraw [N])``.
+
+    float32: ``weight`` is ``W`` zero-padded to ``[K, Vpad]`` (Vpad a multiple of 16),
+    ``u`` one uniform per row ``[N]``; every draw is exact. bfloat16 (``pairs`` given,
+    needs :func:`has_bf16_dot`): ``weight`` is the packed bfloat16 layout built by
+    :class:`~textgan_envs.projection_sampling.ProjectionSampler`, ``pairs`` the features
+    in bfloat16 viewed as int32 ``[N, ceil(K/2)]``, ``u`` two uniforms per candidate
+    ``[N, 2C]``, and candidates are accepted against their float32 logits
+    (``class_rows`` ``[V, K]``) under the per-row error bound ``eps_base``; rows that
+    reject every candidate are flagged in ``redraw``. ``bias_padded`` ``[Vpad]`` is
+    ``-inf`` past the last class.
+    """
+    library = _library_or_raise()
+    n, k = features.shape
+    vpad = bias_padded.shape[0]
+    _check("features", features, (n, k))
+    _check("bias_padded", bias_padded, (vpad,))
+    if vpad % _LANES or not num_classes <= vpad < num_classes + _LANES:
+        raise ValueError(f"bias_padded must have V rounded up to {_LANES} entries, got {vpad}")
+    candidates = 0
+    if pairs is None:
+        _check("weight", weight, (k, vpad))
+        _check("u", u, (n,))
+    else:
+        k2 = pairs.shape[1]
+        _check("pairs", pairs, (n, k2), torch.int32)
+        _check("weight", weight, (vpad // _LANES, k2, _LANES, 2), torch.bfloat16)
+        if class_rows is None or eps_base is None:
+            raise ValueError("the bfloat16 path needs class_rows and eps_base")
+        _check("class_rows", class_rows, (num_classes, k))
+        _check("eps_base", eps_base, (n,))
+        candidates = u.shape[1] // 2
+        _check("u", u, (n, 2 * candidates))
+    out = torch.empty(n, dtype=torch.long)
+    if n == 0:
+        return out, torch.zeros(0, dtype=torch.bool)
+    for name, tensor in (("weight", weight), ("features", features), ("u", u)):
+        if not tensor.is_contiguous():
+            raise ValueError(f"{name} must be contiguous")
+    failed = library.textgan_sample_projected(
+        features.data_ptr(),
+        None if pairs is None else pairs.data_ptr(),
+        n,
+        k,
+        0 if pairs is None else pairs.shape[1],
+        weight.data_ptr(),
+        bias_padded.data_ptr(),
+        num_classes,
+        vpad,
+        None if class_rows is None else class_rows.data_ptr(),
+        None if eps_base is None else eps_base.data_ptr(),
+        float(inv_temperature),
+        u.data_ptr(),
+        candidates,
         native_block_size(num_classes),
         torch.get_num_threads(),
         out.data_ptr(),

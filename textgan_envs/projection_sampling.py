@@ -35,9 +35,11 @@ machine takes decides which samples a seed gives, never their distribution.
 
 from __future__ import annotations
 
+import math
 import os
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from textgan_envs import native_sampling
@@ -150,15 +152,32 @@ class ProjectionSampler:
         self.candidates = int(candidates)
         self.weight = weight.detach().float().contiguous()  # [K, V]
         self.bias = None if bias is None else bias.detach().float().contiguous()
-        if precision == "bfloat16":
+        # For the kernel that projects as it samples: V padded to whole 16-lane vectors,
+        # the padding's bias -inf so it is never drawn.
+        vpad = 16 * math.ceil(vocab / 16)
+        bias_values = torch.zeros(vocab) if self.bias is None else self.bias
+        self.bias_padded = F.pad(bias_values, (0, vpad - vocab), value=float("-inf"))
+        # The kernel projects as it samples, except bfloat16 on a build without a native
+        # bfloat16 dot product: then a bfloat16 matmul writes the logits first.
+        self.fused = precision == "float32" or native_sampling.has_bf16_dot()
+        if precision == "float32":
+            self.padded_weight = F.pad(self.weight, (0, vpad - vocab)).contiguous()  # [K, Vpad]
+        else:
             self.proposal_weight = self.weight.to(torch.bfloat16)
             self.class_rows = self.weight.t().contiguous()  # [V, K]: the float32 logit of a class
             self.weight_norms = projection_norms(self.weight)
+            # [Vpad/16, ceil(K/2), 16, 2]: per 16 classes and feature pair p, the lanes'
+            # (W[2p, c], W[2p+1, c]), as one bfloat16 dot-product instruction reads them.
+            pairs = math.ceil(features / 2)
+            padded = F.pad(self.weight, (0, vpad - vocab, 0, 2 * pairs - features))
+            self.packed_weight = (
+                padded.to(torch.bfloat16).view(pairs, 2, vpad // 16, 16).permute(2, 0, 3, 1)
+            ).contiguous()
         self._logits = torch.empty(0)  # reused across calls: no [N, V] allocation per step
 
-    def _logits_buffer(self, rows: int, dtype: torch.dtype) -> Tensor:
-        if self._logits.shape != (rows, self.vocab_size) or self._logits.dtype != dtype:
-            self._logits = torch.empty((rows, self.vocab_size), dtype=dtype)
+    def _logits_buffer(self, rows: int) -> Tensor:
+        if self._logits.shape != (rows, self.vocab_size):
+            self._logits = torch.empty((rows, self.vocab_size), dtype=torch.bfloat16)
         return self._logits
 
     @torch.no_grad()
@@ -175,28 +194,54 @@ class ProjectionSampler:
             )
         features = features.detach().float().contiguous()
         n = features.shape[0]
-        if self.precision == "float32":
-            logits = torch.mm(features, self.weight, out=self._logits_buffer(n, torch.float32))
-            u = torch.rand(n, generator=generator)
-            return native_sampling.sample_rows(logits, u, self.bias, inv_temperature)
-        approx = self._logits_buffer(n, torch.bfloat16)
-        torch.mm(features.to(torch.bfloat16), self.proposal_weight, out=approx)
-        # The bound without its output-rounding term, which the kernel adds from max |l_hat|.
-        eps_base = logit_error_bound(features, self.weight_norms, torch.zeros(n))
-        u = torch.rand((n, 2 * self.candidates), generator=generator)
-        tokens, redraw = native_sampling.sample_rows_bf16(
-            approx,
-            features,
-            self.class_rows,
-            self.bias,
-            eps_base,
-            1.01 * BF16_UNIT_ROUNDOFF,
-            u,
-            inv_temperature,
-        )
+        if self.fused:
+            tokens, redraw = self._sample_fused(features, generator, inv_temperature)
+        else:
+            approx = self._logits_buffer(n)
+            torch.mm(features.to(torch.bfloat16), self.proposal_weight, out=approx)
+            # The bound without its output-rounding term, which the kernel adds from max |l_hat|.
+            eps_base = logit_error_bound(features, self.weight_norms, torch.zeros(n))
+            u = torch.rand((n, 2 * self.candidates), generator=generator)
+            tokens, redraw = native_sampling.sample_rows_bf16(
+                approx,
+                features,
+                self.class_rows,
+                self.bias,
+                eps_base,
+                1.01 * BF16_UNIT_ROUNDOFF,
+                u,
+                inv_temperature,
+            )
         if bool(redraw.any()):  # rare: draw those rows from their float32 logits
             rows = redraw.nonzero().squeeze(1)
             logits = features[rows] @ self.weight
             u = torch.rand(rows.shape[0], generator=generator)
             tokens[rows] = native_sampling.sample_rows(logits, u, self.bias, inv_temperature)
         return tokens
+
+    def _sample_fused(
+        self, features: Tensor, generator: torch.Generator | None, inv_temperature: float
+    ) -> tuple[Tensor, Tensor]:
+        """The kernel projects and samples in one go; the logits stay in its cache."""
+        n = features.shape[0]
+        if self.precision == "float32":
+            u = torch.rand(n, generator=generator)
+            return native_sampling.sample_projected(
+                features, self.padded_weight, self.bias_padded, self.vocab_size, inv_temperature, u
+            )
+        pairs = math.ceil(self.num_features / 2)
+        rounded = F.pad(features, (0, 2 * pairs - self.num_features)).to(torch.bfloat16)
+        # Sums of exact bfloat16 products in float32, with no output rounding.
+        eps_base = logit_error_bound(features, self.weight_norms, torch.zeros(n))
+        u = torch.rand((n, 2 * self.candidates), generator=generator)
+        return native_sampling.sample_projected(
+            features,
+            self.packed_weight,
+            self.bias_padded,
+            self.vocab_size,
+            inv_temperature,
+            u,
+            pairs=rounded.contiguous().view(torch.int32),
+            class_rows=self.class_rows,
+            eps_base=eps_base,
+        )

@@ -18,6 +18,12 @@
  * the compiler maps it onto whatever SIMD the CPU has. Built and loaded by
  * textgan_envs/native_sampling.py.
  */
+#if defined(__AVX512BF16__) && defined(__AVX512F__)
+#include <immintrin.h>
+#define HAVE_BF16_DOT 1
+#else
+#define HAVE_BF16_DOT 0
+#endif
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -270,6 +276,29 @@ int64_t textgan_sample_rows(const float *logits, int64_t n, int64_t v, int64_t l
     return failed;
 }
 
+/* One draw from a row of approximate logits, made exact by rejection: a candidate from
+ * the row's inverse CDF is accepted with probability 2^((l - eps - l_hat) * scale), l its
+ * float32 logit bias + h . class_rows[drawn]. -3 if all `candidates` were rejected. */
+static int64_t draw_with_rejection(row_t row, float max, float eps, const float *h, int64_t k,
+                                   const float *class_rows, const float *bias, float scale,
+                                   const float *u, int32_t candidates, int64_t block,
+                                   float *blocks) {
+    const int64_t n_blocks = (row.v + block - 1) / block;
+    float total = block_masses(row, block, scale, max * scale, blocks);
+    for (int32_t c = 0; c < candidates; c++) {
+        float weight;
+        int64_t drawn = inverse_cdf(row, block, scale, max * scale, blocks, total, u[2 * c],
+                                    blocks + n_blocks, &weight);
+        float exact = bias ? bias[drawn] : 0.0f;
+        for (int64_t j = 0; j < k; j++) exact += h[j] * class_rows[drawn * k + j];
+        /* float32 rounding of the two exponents compared, with margin */
+        float slack = 1e-4f + 1e-6f * (fabsf(exact) + fabsf(max) + eps) * scale;
+        vfloat target = exp2_nonpositive(splat((exact - eps - max) * scale - slack));
+        if (u[2 * c + 1] * weight < target[0]) return drawn;
+    }
+    return -3;
+}
+
 /* The same draw from bfloat16 logits l_hat = bf16(h W) (row stride ld), made exact by
  * rejection. features: the float32 h, k floats per row; class_rows: W transposed,
  * [v, k] float32; bias: float32 [v] or NULL, added to both. eps_base[i] + output_unit *
@@ -296,29 +325,138 @@ int64_t textgan_sample_rows_bf16(const uint16_t *logits, int64_t n, int64_t v, i
             } else if (!row_max(row, scale, &max, &abs_max)) {
                 out[i] = -1;
             } else {
-                const float *h = features + i * k;
-                float eps = eps_base[i] + output_unit * abs_max;
-                /* float32 rounding of the two exponents compared below, with margin */
-                float slack = 1e-4f + 1e-6f * (abs_max + fabsf(max) + eps) * scale;
-                float total = block_masses(row, block, scale, max * scale, blocks);
-                out[i] = -3;
-                for (int32_t c = 0; c < candidates; c++) {
-                    float weight;
-                    int64_t drawn = inverse_cdf(row, block, scale, max * scale, blocks, total,
-                                                u[i * 2 * candidates + 2 * c], blocks + n_blocks,
-                                                &weight);
-                    float exact = bias ? bias[drawn] : 0.0f;
-                    for (int64_t j = 0; j < k; j++) exact += h[j] * class_rows[drawn * k + j];
-                    vfloat target = exp2_nonpositive(splat((exact - eps - max) * scale - slack));
-                    if (u[i * 2 * candidates + 2 * c + 1] * weight < target[0]) {
-                        out[i] = drawn;
-                        break;
-                    }
-                }
+                out[i] = draw_with_rejection(row, max, eps_base[i] + output_unit * abs_max,
+                                             features + i * k, k, class_rows, bias, scale,
+                                             u + i * 2 * candidates, candidates, block, blocks);
             }
             failed += out[i] < 0;
         }
         free(blocks);
+    }
+    return failed;
+}
+
+/* ------------------------------------------------------------------ fused projection */
+
+#define ROWS 8 /* rows projected together: each weight vector is loaded once for all */
+
+/* Whether this build computes bfloat16 dot products natively (avx512_bf16). */
+int32_t textgan_has_bf16_dot(void) { return HAVE_BF16_DOT; }
+
+/* logits[r][c] = bias[c] + sum_j h[r][j] weight[j][c] for ROWS rows of h (k floats each)
+ * and all vpad classes (a multiple of 16; weight [k][vpad], bias [vpad], -inf past v). */
+static void project_f32(const float *h, int64_t k, const float *weight, const float *bias,
+                        int64_t vpad, float *logits) {
+    for (int64_t c = 0; c < vpad; c += LANES) {
+        vfloat acc[ROWS];
+        for (int r = 0; r < ROWS; r++) acc[r] = (vfloat){0};
+        for (int64_t j = 0; j < k; j++) {
+            vfloat w = load(weight + j * vpad + c);
+            for (int r = 0; r < ROWS; r++) acc[r] += h[r * k + j] * w;
+        }
+        vfloat b = load(bias + c);
+        for (int r = 0; r < ROWS; r++) {
+            acc[r] += b;
+            memcpy(logits + r * vpad + c, &acc[r], sizeof acc[r]);
+        }
+    }
+}
+
+#if HAVE_BF16_DOT
+/* The same with bfloat16 inputs and float32 sums: pairs holds each row's (h[2p], h[2p+1])
+ * as bfloat16 pairs (k2 per row); packed holds, for each group of 16 classes and each p,
+ * the 16 pairs (W[2p][c], W[2p+1][c]). One vdpbf16ps does two multiply-adds per lane. */
+static void project_bf16(const uint32_t *pairs, int64_t k2, const uint32_t *packed,
+                         const float *bias, int64_t vpad, float *logits) {
+    for (int64_t g = 0; g < vpad / LANES; g++) {
+        __m512 acc[ROWS];
+        for (int r = 0; r < ROWS; r++) acc[r] = _mm512_setzero_ps();
+        for (int64_t p = 0; p < k2; p++) {
+            __m512bh w = (__m512bh)_mm512_loadu_si512(packed + (g * k2 + p) * LANES);
+            for (int r = 0; r < ROWS; r++) {
+                __m512bh x = (__m512bh)_mm512_set1_epi32((int)pairs[r * k2 + p]);
+                acc[r] = _mm512_dpbf16_ps(acc[r], x, w);
+            }
+        }
+        /* the bias after the sums: their rounding is what the error bound covers */
+        __m512 b = _mm512_loadu_ps(bias + g * LANES);
+        for (int r = 0; r < ROWS; r++)
+            _mm512_storeu_ps(logits + r * vpad + g * LANES, _mm512_add_ps(acc[r], b));
+    }
+}
+#endif
+
+/* Draw out[i] from softmax((h_i W + bias) * inv_temperature) for n rows of features
+ * (float32, k per row) without a [n, v] logits array: ROWS rows at a time are projected
+ * into a per-thread buffer and drawn from there. bias_padded has vpad entries, -inf past v.
+ * With pairs == NULL, weight is float32 [k][vpad] and each row is drawn exactly with u[i].
+ * Otherwise (a build with HAVE_BF16_DOT) weight is the packed bfloat16 layout of
+ * project_bf16, pairs the bfloat16 features, and each row is drawn by rejection as in
+ * textgan_sample_rows_bf16 (u: 2 * candidates per row; eps_base[i] bounds the error).
+ * Returns the number of rows with negative codes (-1 bad row, -2 no memory, -3 rejected,
+ * -4 bfloat16 requested from a build without it). */
+int64_t textgan_sample_projected(const float *features, const uint32_t *pairs, int64_t n,
+                                 int64_t k, int64_t k2, const void *weight,
+                                 const float *bias_padded, int64_t v, int64_t vpad,
+                                 const float *class_rows, const float *eps_base,
+                                 float inv_temperature, const float *u, int32_t candidates,
+                                 int64_t block, int32_t threads, int64_t *out) {
+    const float scale = inv_temperature * 1.4426950408889634f;
+    const int64_t n_blocks = (v + block - 1) / block;
+    const int64_t groups = (n + ROWS - 1) / ROWS;
+    int64_t failed = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : failed)
+    {
+        float *logits = malloc(sizeof(float) * (size_t)(ROWS * vpad + n_blocks + block));
+        float *h = calloc((size_t)(ROWS * k), sizeof(float));
+        uint32_t *hp = calloc((size_t)(ROWS * (k2 > 0 ? k2 : 1)), sizeof(uint32_t));
+        float *blocks = logits ? logits + ROWS * vpad : NULL;
+#pragma omp for schedule(static)
+        for (int64_t g = 0; g < groups; g++) {
+            const int64_t first = g * ROWS;
+            const int rows = n - first < ROWS ? (int)(n - first) : ROWS;
+            int ok = logits && h && hp;
+            if (ok) { /* the group's rows, zero-padded to ROWS */
+                memset(h, 0, sizeof(float) * (size_t)(ROWS * k));
+                memcpy(h, features + first * k, sizeof(float) * (size_t)(rows * k));
+                if (pairs) {
+                    memset(hp, 0, sizeof(uint32_t) * (size_t)(ROWS * k2));
+                    memcpy(hp, pairs + first * k2, sizeof(uint32_t) * (size_t)(rows * k2));
+                }
+                if (!pairs) {
+                    project_f32(h, k, (const float *)weight, bias_padded, vpad, logits);
+                } else {
+#if HAVE_BF16_DOT
+                    project_bf16(hp, k2, (const uint32_t *)weight, bias_padded, vpad, logits);
+#else
+                    ok = -1;
+#endif
+                }
+            }
+            for (int r = 0; r < rows; r++) {
+                const int64_t i = first + r;
+                row_t row = {logits + r * vpad, 0, NULL, v};
+                float max, weight_unused;
+                if (ok != 1) {
+                    out[i] = ok == -1 ? -4 : -2;
+                } else if (!row_max(row, scale, &max, NULL)) {
+                    out[i] = -1;
+                } else if (!pairs) {
+                    float total = block_masses(row, block, scale, max * scale, blocks);
+                    out[i] = inverse_cdf(row, block, scale, max * scale, blocks, total, u[i],
+                                         blocks + n_blocks, &weight_unused);
+                } else {
+                    out[i] = draw_with_rejection(row, max, eps_base[i], h + r * k, k,
+                                                 class_rows, bias_padded, scale,
+                                                 u + i * 2 * candidates, candidates, block,
+                                                 blocks);
+                }
+                failed += out[i] < 0;
+            }
+        }
+        free(logits);
+        free(h);
+        free(hp);
     }
     return failed;
 }
