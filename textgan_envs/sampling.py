@@ -49,6 +49,9 @@ __all__ = [
 # GPUs want large batches. Small vocabularies get proportionally more rows.
 CPU_BATCH_ENTRIES = 512 * 5000
 CUDA_BATCH_ENTRIES = 8192 * 5000
+# Rows per batch on the projection path, which keeps no [B, V] tensor: large batches
+# spread each step's fixed costs (per-call overhead, thread start-up) over more rows.
+PROJECTION_BATCH_ROWS = 16384
 
 
 def default_batch_rows(device: torch.device | str, vocab_size: int = 5000) -> int:
@@ -312,6 +315,8 @@ def sample_sequences(
     device = _model_device(model)
     if batch_size is None:
         batch_size = default_batch_rows(device, model.vocab_size)
+        if _uses_projection_path(model):
+            batch_size = max(batch_size, PROJECTION_BATCH_ROWS)
     batch_size = int(batch_size)
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
