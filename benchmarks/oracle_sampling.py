@@ -125,23 +125,28 @@ def profile(args: argparse.Namespace) -> None:
     retain_freed_memory()
     oracle, _ = load_oracle(args.oracle, args.device)
     redrawn = [0, 0]
-    kernel = N.sample_rows_bf16
+    kernels = {name: getattr(N, name) for name in ("sample_rows_bf16", "sample_projected")}
 
-    def counting(*kernel_args: object) -> tuple[torch.Tensor, torch.Tensor]:
-        tokens, redraw = kernel(*kernel_args)
-        redrawn[0] += int(redraw.sum())
-        redrawn[1] += redraw.numel()
-        return tokens, redraw
+    def counting(name: str) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+        def kernel(*kernel_args: object, **kwargs: object) -> tuple[torch.Tensor, torch.Tensor]:
+            tokens, redraw = kernels[name](*kernel_args, **kwargs)
+            redrawn[0] += int(redraw.sum())
+            redrawn[1] += redraw.numel()
+            return tokens, redraw
+
+        return kernel
 
     with using(METHODS[args.profile]):
         oracle.sample(2500, generator=torch.Generator().manual_seed(0))  # warm-up
         with torch.profiler.profile() as prof:
             oracle.sample(args.n, generator=torch.Generator().manual_seed(1))
-        N.sample_rows_bf16 = counting
+        for name in kernels:
+            setattr(N, name, counting(name))
         try:
             oracle.sample(args.n, generator=torch.Generator().manual_seed(2))
         finally:
-            N.sample_rows_bf16 = kernel
+            for name, kernel in kernels.items():
+                setattr(N, name, kernel)
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
     print("(the C kernel runs outside torch's operators: it is the wall time the table lacks)")
     if redrawn[1]:

@@ -8,8 +8,10 @@ and several small ops per step. ``csrc/categorical.c`` reads each row once
 into L1 cache for its maximum and once for its block masses, writes nothing
 of size ``[rows, V]``, and runs rows in parallel on PyTorch's own OpenMP
 threads. It draws from the same distribution in the same two levels (one
-uniform per row). ``benchmarks/oracle_sampling.py`` measures it against the
-alternatives.
+uniform per row). For models with an output projection it also computes the
+logits itself, 8 rows at a time into a buffer in cache (:func:`sample_projected`,
+used by :class:`~textgan_envs.projection_sampling.ProjectionSampler`).
+``benchmarks/oracle_sampling.py`` measures it against the alternatives.
 
 The kernel is compiled with the system C compiler (``$CC``, else ``cc``) for
 this CPU (``-march=native``) into a cache directory (``$TEXTGAN_CACHE_DIR``,

@@ -1,30 +1,32 @@
-"""Exact sampling from ``softmax((h @ W + b) / temperature)`` with bfloat16 logits on CPU.
+"""Exact sampling from ``softmax((h @ W + b) / temperature)`` on CPU, projecting as it samples.
 
 Why: sampling from the SeqGAN oracle or an LSTM generator on CPU is bound by the
-output projection (``[N, K] @ [K, V]`` with K = 32 and V = 5,000 writes 5,000
-logits per row) and by the pass that turns logits into block masses. On CPUs
-with native bfloat16 (avx512_bf16 or AMX) a bfloat16 matmul runs at twice the
-float32 rate and writes half the bytes, and the C kernel of
-:mod:`textgan_envs.native_sampling` reads them back at half the memory traffic:
+output projection (``[N, K] @ [K, V]`` with K = 32 and V = 5,000: 5,000 logits
+per row) and by the pass that turns logits into block masses. The C kernel of
+:mod:`textgan_envs.native_sampling` does both for 8 rows at a time in a buffer
+that stays in cache, so no ``[N, V]`` logits tensor is ever written, and on CPUs
+with native bfloat16 (avx512_bf16) it computes the logits with bfloat16 dot
+products, at twice the float32 rate:
 
-* **bfloat16 proposal.** The logits ``l_hat`` come from a bfloat16 matmul. Their
-  error has a bound per row from the measured rounding of ``h`` and ``W``
-  (:func:`logit_error_bound`):
-  ``|l - l_hat| <= eps = ||h_hat|| max_v ||dW_v|| + ||h_hat - h|| max_v ||W_v|| + 1.01 u max_v |l_hat_v|``
-  (Cauchy-Schwarz on the input rounding; products and the float32 accumulation
-  are exact to 2^-24; u = 2^-8 for the output rounding).
+* **bfloat16 proposal.** The logits ``l_hat`` are float32 sums of exact products
+  of the bfloat16 roundings of ``h`` and ``W``. Their error has a bound per row
+  from the measured rounding (:func:`logit_error_bound`):
+  ``|l - l_hat| <= eps = ||h_hat|| max_v ||dW_v|| + ||h_hat - h|| max_v ||W_v||``
+  plus the float32 accumulation (Cauchy-Schwarz on the input rounding). Where
+  the build has no bfloat16 dot product, a bfloat16 matmul writes ``l_hat``
+  first and the bound gains ``1.01 u max_v |l_hat_v|`` (u = 2^-8) for rounding
+  its output.
 * **Rejection makes it exact.** A candidate ``v`` drawn with probability
   proportional to ``exp(l_hat_v / T)`` (the two-level inverse CDF) is accepted
   with probability ``exp((l_v - eps - l_hat_v) / T) <= 1``, where ``l_v`` is the
   float32 logit of that one class (a K-long dot product in the kernel).
   Accepted candidates are distributed exactly as ``softmax(l / T)``. Each row
-  has ``candidates`` tries; a row that uses them all up (a few in 10^5 on the
-  published oracle) is redrawn from its float32 logits, which leaves the
-  distribution unchanged.
+  has ``candidates`` tries; a row that uses them all up (2 in 10^5 on the
+  published oracle, ``benchmarks/oracle_sampling.py --profile default``) is
+  redrawn from its float32 logits, which leaves the distribution unchanged.
 
-With ``precision="float32"`` the logits are a float32 matmul and the kernel
-draws from them directly. The bias is added in float32 inside the kernel in
-both cases. Models opt in by providing
+With ``precision="float32"`` the kernel projects in float32 and draws exactly.
+The bias is added in float32 in both cases. Models opt in by providing
 :class:`~textgan_envs.sequence_model.ProjectedSequenceModel`'s ``step_features``
 and ``output_projection``; :mod:`textgan_envs.sampling` then samples them through
 this module on CPU, unless switched off (:func:`set_projection_sampling` or

@@ -14,9 +14,14 @@
  * exp(l_hat_v / T) <= 1, where l_v is its float32 logit, recomputed here from the
  * features, and eps bounds |l - l_hat| (textgan_envs/projection_sampling.py).
  *
- * Written with GCC/Clang vector extensions (16 float lanes), not intrinsics, so
- * the compiler maps it onto whatever SIMD the CPU has. Built and loaded by
- * textgan_envs/native_sampling.py.
+ * textgan_sample_projected goes one step further for models whose logits are
+ * h W + b: it computes them itself, 8 rows at a time into a per-thread buffer that
+ * stays in cache, so no [rows, V] array exists at all; with avx512_bf16 it uses
+ * bfloat16 dot products (twice the float32 rate) and the same rejection step.
+ *
+ * Written with GCC/Clang vector extensions (16 float lanes), so the compiler maps
+ * it onto whatever SIMD the CPU has; only the bfloat16 dot product uses intrinsics,
+ * where the build target has them. Built and loaded by textgan_envs/native_sampling.py.
  */
 #if defined(__AVX512BF16__) && defined(__AVX512F__)
 #include <immintrin.h>
