@@ -139,9 +139,13 @@ def test_bad_arguments_are_named():
 @pytest.mark.parametrize("make", ["oracle", "policy"])
 def test_sequences_follow_the_exact_joint_distribution(make, precision, monkeypatch):
     """All 8^4 sequences enumerated: sampled frequencies match the model's joint probabilities."""
-    # "auto" precision follows the CPU; both are checked on any CPU (bfloat16 is emulated,
-    # slower but just as exact, where it is not native).
-    monkeypatch.setattr(P, "cpu_has_fast_bfloat16", lambda: precision == "bfloat16")
+
+    # "auto" precision follows the CPU; both are checked on any CPU (without native
+    # bfloat16 dot products, through a bfloat16 matmul: slower, just as exact).
+    def pinned(model):
+        return ProjectionSampler(*model.output_projection(), precision=precision)
+
+    monkeypatch.setattr(S, "_projection_sampler", pinned)
     vocab, length = 8, 4
     if make == "oracle":
         model = OracleLSTM.random(0, vocab_size=vocab, emb_dim=8, hidden_dim=8, seq_len=length)
@@ -179,9 +183,9 @@ def test_switching_the_projection_path_off_uses_model_step():
 
 def test_auto_precision_follows_the_cpu(monkeypatch):
     weight, bias, _ = _problem(1.0, vocab=30)
-    monkeypatch.setattr(P, "cpu_has_fast_bfloat16", lambda: False)
+    monkeypatch.setattr(native_sampling, "has_bf16_dot", lambda: False)
     assert ProjectionSampler(weight, bias).precision == "float32"
-    monkeypatch.setattr(P, "cpu_has_fast_bfloat16", lambda: True)
+    monkeypatch.setattr(native_sampling, "has_bf16_dot", lambda: True)
     assert ProjectionSampler(weight, bias).precision == "bfloat16"
 
 

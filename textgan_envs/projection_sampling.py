@@ -48,7 +48,6 @@ from textgan_envs import native_sampling
 
 __all__ = [
     "ProjectionSampler",
-    "cpu_has_fast_bfloat16",
     "logit_error_bound",
     "projection_norms",
     "projection_sampling_enabled",
@@ -73,13 +72,6 @@ def set_projection_sampling(enabled: bool) -> bool:
     global _enabled
     old, _enabled = _enabled, bool(enabled)
     return old
-
-
-def cpu_has_fast_bfloat16() -> bool:
-    """True where bfloat16 matmuls run natively (avx512_bf16 or AMX); elsewhere they are emulated."""
-    cpu = getattr(torch, "cpu", None)
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
 
 
 def projection_norms(weight: Tensor) -> Tensor:
@@ -121,7 +113,7 @@ class ProjectionSampler:
     copied, so build a new sampler after the parameters change (it is cheap).
     ``precision`` is ``"bfloat16"`` (proposal from a bfloat16 matmul, corrected by
     rejection; see the module docstring) or ``"float32"``; ``"auto"`` picks
-    bfloat16 where the CPU runs it natively. ``candidates`` tries per row before
+    bfloat16 where the kernel was built with bfloat16 dot products (avx512_bf16). ``candidates`` tries per row before
     a row is redrawn from float32 logits. CPU only; needs the C kernel
     (:func:`~textgan_envs.native_sampling.native_sampling_available`).
     """
@@ -139,7 +131,7 @@ class ProjectionSampler:
         if bias is not None and bias.shape != (vocab,):
             raise ValueError(f"bias must have shape [{vocab}], got {tuple(bias.shape)}")
         if precision == "auto":
-            precision = "bfloat16" if cpu_has_fast_bfloat16() else "float32"
+            precision = "bfloat16" if native_sampling.has_bf16_dot() else "float32"
         if precision not in ("bfloat16", "float32"):
             raise ValueError(
                 f"precision must be 'auto', 'bfloat16' or 'float32', got {precision!r}"
