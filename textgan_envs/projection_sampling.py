@@ -187,31 +187,35 @@ class ProjectionSampler:
                 f"features must be [N, {self.num_features}], got shape {tuple(features.shape)}"
             )
         features = features.detach().float().contiguous()
-        n = features.shape[0]
-        if self.fused:
-            tokens, redraw = self._sample_fused(features, generator, inv_temperature)
-        else:
-            approx = self._logits_buffer(n)
-            torch.mm(features.to(torch.bfloat16), self.proposal_weight, out=approx)
-            # The bound without its output-rounding term, which the kernel adds from max |l_hat|.
-            eps_base = logit_error_bound(features, self.weight_norms, torch.zeros(n))
-            u = torch.rand((n, 2 * self.candidates), generator=generator)
-            tokens, redraw = native_sampling.sample_rows_bf16(
-                approx,
-                features,
-                self.class_rows,
-                self.bias,
-                eps_base,
-                1.01 * BF16_UNIT_ROUNDOFF,
-                u,
-                inv_temperature,
-            )
+        draw = self._sample_fused if self.fused else self._sample_from_bf16_matmul
+        tokens, redraw = draw(features, generator, inv_temperature)
         if bool(redraw.any()):  # rare: draw those rows from their float32 logits
             rows = redraw.nonzero().squeeze(1)
             logits = features[rows] @ self.weight
             u = torch.rand(rows.shape[0], generator=generator)
             tokens[rows] = native_sampling.sample_rows(logits, u, self.bias, inv_temperature)
         return tokens
+
+    def _sample_from_bf16_matmul(
+        self, features: Tensor, generator: torch.Generator | None, inv_temperature: float
+    ) -> tuple[Tensor, Tensor]:
+        """bfloat16 logits from a matmul, then the kernel's rejection draw from them."""
+        n = features.shape[0]
+        approx = self._logits_buffer(n)
+        torch.mm(features.to(torch.bfloat16), self.proposal_weight, out=approx)
+        # The bound without its output-rounding term, which the kernel adds from max |l_hat|.
+        eps_base = logit_error_bound(features, self.weight_norms, torch.zeros(n))
+        u = torch.rand((n, 2 * self.candidates), generator=generator)
+        return native_sampling.sample_rows_bf16(
+            approx,
+            features,
+            self.class_rows,
+            self.bias,
+            eps_base,
+            1.01 * BF16_UNIT_ROUNDOFF,
+            u,
+            inv_temperature,
+        )
 
     def _sample_fused(
         self, features: Tensor, generator: torch.Generator | None, inv_temperature: float
