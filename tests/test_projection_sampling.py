@@ -111,13 +111,24 @@ def test_error_bound_covers_the_bfloat16_logits():
         assert torch.all(bound - 1.01 * unit * abs_max < 0.75 * worst_case + 2e-4)
 
 
-def test_rows_are_seeded_and_batched_independently():
+@pytest.mark.parametrize("precision", ["bfloat16", "float32"])
+def test_rows_are_seeded_and_independent_of_threads(precision):
     weight, bias, _ = _problem(1.0, vocab=500)
-    h = torch.rand(64, 16, generator=torch.Generator().manual_seed(4)) * 2 - 1
-    sampler = ProjectionSampler(weight, bias)
+    h = torch.rand(67, 16, generator=torch.Generator().manual_seed(4)) * 2 - 1  # 8 x 8 + 3 rows
+    sampler = ProjectionSampler(weight, bias, precision=precision)
     first = sampler.sample(h, torch.Generator().manual_seed(5))
+    torch.set_num_threads(2)  # rows split differently between threads
     again = sampler.sample(h, torch.Generator().manual_seed(5))
-    assert torch.equal(first, again) and first.shape == (64,) and first.dtype == torch.long
+    assert torch.equal(first, again) and first.shape == (67,) and first.dtype == torch.long
+    assert not torch.equal(first, sampler.sample(h, torch.Generator().manual_seed(6)))
+    # each row's draw depends on that row only: the last 3 rows (a partial group of the
+    # kernel) drawn on their own with their own uniforms give the same classes
+    if precision == "float32":
+        u = torch.rand(67, generator=torch.Generator().manual_seed(5))
+        alone = native_sampling.sample_projected(
+            h[64:].contiguous(), sampler.padded_weight, sampler.bias_padded, 500, 1.0, u[64:]
+        )[0]
+        assert torch.equal(alone, first[64:])
     assert sampler.sample(h[:0]).shape == (0,)
 
 
