@@ -248,6 +248,18 @@ static inline __attribute__((always_inline)) int64_t inverse_cdf(row_t row, int6
     return drawn;
 }
 
+/* One exact draw from a row whose largest logit is max, with uniform u. blocks holds
+ * ceil(v / block) + block floats of scratch. */
+static inline __attribute__((always_inline)) int64_t draw_exact(row_t row, float max, float scale,
+                                                                float u, int64_t block,
+                                                                float *blocks) {
+    const int64_t n_blocks = (row.v + block - 1) / block;
+    float weight;
+    float total = block_masses(row, block, scale, max * scale, blocks);
+    return inverse_cdf(row, block, scale, max * scale, blocks, total, u, blocks + n_blocks,
+                       &weight);
+}
+
 /* Draw out[i] from softmax((logits[i] + bias) * inv_temperature) for each of n rows
  * (row stride ld floats; bias may be NULL) with uniform u[i] in [0, 1). block is a
  * multiple of 16. Rows with a NaN or without a finite maximum get -1; returns how
@@ -264,15 +276,13 @@ int64_t textgan_sample_rows(const float *logits, int64_t n, int64_t v, int64_t l
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < n; i++) {
             row_t row = {logits + i * ld, 0, bias, v};
-            float max, weight;
+            float max;
             if (!blocks) {
                 out[i] = -2;
             } else if (!row_max(row, scale, &max, NULL)) {
                 out[i] = -1;
             } else {
-                float total = block_masses(row, block, scale, max * scale, blocks);
-                out[i] = inverse_cdf(row, block, scale, max * scale, blocks, total, u[i],
-                                     blocks + n_blocks, &weight);
+                out[i] = draw_exact(row, max, scale, u[i], block, blocks);
             }
             failed += out[i] < 0;
         }
@@ -441,15 +451,13 @@ int64_t textgan_sample_projected(const float *features, const uint32_t *pairs, i
             for (int r = 0; r < rows; r++) {
                 const int64_t i = first + r;
                 row_t row = {logits + r * vpad, 0, NULL, v};
-                float max, weight_unused;
+                float max;
                 if (ok != 1) {
                     out[i] = ok == -1 ? -4 : -2;
                 } else if (!row_max(row, scale, &max, NULL)) {
                     out[i] = -1;
                 } else if (!pairs) {
-                    float total = block_masses(row, block, scale, max * scale, blocks);
-                    out[i] = inverse_cdf(row, block, scale, max * scale, blocks, total, u[i],
-                                         blocks + n_blocks, &weight_unused);
+                    out[i] = draw_exact(row, max, scale, u[i], block, blocks);
                 } else {
                     out[i] = draw_with_rejection(row, max, eps_base[i], h + r * k, k,
                                                  class_rows, bias_padded, scale,
