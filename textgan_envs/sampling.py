@@ -12,8 +12,8 @@ doing it in two levels (pick a block of about sqrt(V) classes from the block
 masses, then a class inside that block) replaces the full-width ``cumsum`` (a
 slow sequential scan) by a fast reduction. On CPU the same two-level draw runs
 in a C kernel (:mod:`textgan_envs.native_sampling`) that never writes a
-``[rows, V]`` tensor; for models that expose their output projection the bias
-is added there too, so the logits come from a plain matmul.
+``[rows, V]`` tensor; for models that expose their output projection it computes
+the logits too (:class:`~textgan_envs.projection_sampling.ProjectionSampler`).
 ``benchmarks/oracle_sampling.py`` measures the alternatives side by side.
 """
 
