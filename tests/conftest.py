@@ -43,3 +43,29 @@ def _back_to_one_torch_thread():
     import torch
 
     torch.set_num_threads(1)
+
+
+@pytest.fixture(params=["native", "portable"])
+def kernel_arch(request):
+    """Runs a test against both builds of the C sampling kernel: ``native`` (this CPU's
+    vector width, bfloat16 dot products where it has them) and ``portable`` (the compiler's
+    baseline target), so every machine tests the code path the others would take."""
+    from textgan_envs import native_sampling
+
+    old = native_sampling.set_native_arch(request.param)
+    if not native_sampling.native_sampling_available():
+        native_sampling.set_native_arch(old)
+        pytest.skip(f"the {request.param} build of the C sampling kernel could not be built here")
+    yield request.param
+    native_sampling.set_native_arch(old)
+
+
+@pytest.fixture
+def projection_path_on():
+    """The projection sampling path switched on: ``"auto"`` takes it only on CPUs with
+    bfloat16 dot products, so tests of it switch it on to run on every machine."""
+    from textgan_envs import projection_sampling
+
+    old = projection_sampling.set_projection_sampling(True)
+    yield
+    projection_sampling.set_projection_sampling(old)

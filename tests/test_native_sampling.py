@@ -17,9 +17,12 @@ from textgan_envs import native_sampling as N
 from textgan_envs import sampling as S
 from textgan_envs.oracle import OracleLSTM
 
-pytestmark = pytest.mark.skipif(
-    not N.native_sampling_available(), reason="the C sampling kernel could not be built here"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not N.native_sampling_available(), reason="the C sampling kernel could not be built here"
+    ),
+    pytest.mark.usefixtures("kernel_arch", "projection_path_on"),
+]
 
 
 def _logits(rows: int, vocab: int, seed: int, scale: float = 3.0) -> torch.Tensor:

@@ -18,10 +18,13 @@ from textgan_envs import sampling as S
 from textgan_envs.oracle import OracleLSTM
 from textgan_envs.projection_sampling import ProjectionSampler, logit_error_bound
 
-pytestmark = pytest.mark.skipif(
-    not native_sampling.native_sampling_available(),
-    reason="the C sampling kernel could not be built here",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not native_sampling.native_sampling_available(),
+        reason="the C sampling kernel could not be built here",
+    ),
+    pytest.mark.usefixtures("kernel_arch", "projection_path_on"),
+]
 
 
 def _problem(scale: float, vocab: int = 600, features: int = 16, seed: int = 0, offset=0.0):
@@ -185,11 +188,8 @@ def test_switching_the_projection_path_off_uses_model_step():
     model = OracleLSTM.random(0, vocab_size=30, emb_dim=8, hidden_dim=8, seq_len=3)
     assert isinstance(S._projection_sampler(model), ProjectionSampler)
     assert P.set_projection_sampling(False) is True
-    try:
-        assert not P.projection_sampling_enabled()
-        assert S._projection_sampler(model) is None
-    finally:
-        P.set_projection_sampling(True)
+    assert not P.projection_sampling_enabled()
+    assert S._projection_sampler(model) is None
 
 
 def test_auto_precision_follows_the_cpu(monkeypatch):
@@ -200,13 +200,31 @@ def test_auto_precision_follows_the_cpu(monkeypatch):
     assert ProjectionSampler(weight, bias).precision == "bfloat16"
 
 
-def test_the_projection_path_is_on_unless_switched_off():
+def test_the_projection_path_is_auto_by_default_and_can_be_forced(kernel_arch):
     code = (
-        "from textgan_envs import projection_sampling as P; print(P.projection_sampling_enabled())"
+        "from textgan_envs import projection_sampling as P, native_sampling as N; "
+        "print(P.projection_sampling_enabled(), N.has_bf16_dot())"
     )
-    for env, expected in (({}, "True"), ({"TEXTGAN_PROJECTION_SAMPLING": "0"}, "False")):
-        environ = {k: v for k, v in os.environ.items() if k != "TEXTGAN_PROJECTION_SAMPLING"}
+    environ = {k: v for k, v in os.environ.items() if k != "TEXTGAN_PROJECTION_SAMPLING"}
+    environ["TEXTGAN_NATIVE_ARCH"] = kernel_arch
+    for setting, expected in (("auto", None), ("0", "False"), ("1", "True")):
         done = subprocess.run(
-            [sys.executable, "-c", code], env={**environ, **env}, capture_output=True, text=True
+            [sys.executable, "-c", code],
+            env={**environ, "TEXTGAN_PROJECTION_SAMPLING": setting},
+            capture_output=True,
+            text=True,
         )
-        assert done.stdout.strip() == expected, done.stderr
+        enabled, has_dot = done.stdout.split()
+        # "auto": on exactly where the kernel has bfloat16 dot products (never on portable)
+        assert enabled == (expected or has_dot), (setting, done.stderr)
+        if kernel_arch == "portable":
+            assert has_dot == "False"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**environ, "TEXTGAN_PROJECTION_SAMPLING": "yes"},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0 and "TEXTGAN_PROJECTION_SAMPLING must be" in done.stderr
+    with pytest.raises(ValueError, match="True, False or 'auto'"):
+        P.set_projection_sampling("on")

@@ -42,21 +42,27 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "ARCHES",
+    "build_flags",
     "has_bf16_dot",
+    "native_arch",
     "native_block_size",
     "native_sampling_available",
     "sample_projected",
     "sample_rows",
     "sample_rows_bf16",
+    "set_native_arch",
 ]
 
 SOURCE = Path(__file__).with_name("csrc") / "categorical.c"
-_LANES = 16  # the kernel's vector width, in floats
+_LANES = 16  # classes are padded to multiples of this; every build's vector width divides it
 _COMMON_FLAGS = ["-O3", "-std=gnu11", "-shared", "-fPIC"]
 
 _lock = threading.Lock()
-_library: ctypes.CDLL | None = None
-_failure: str | None = None
+_libraries: dict[str, ctypes.CDLL | None] = {}  # per arch; None: the build failed
+_failures: dict[str, str] = {}
+_build_flags: dict[str, list[str]] = {}
+_arch = os.environ.get("TEXTGAN_NATIVE_ARCH", "native")
 
 
 def _cache_dir() -> Path:
@@ -78,18 +84,29 @@ def _cpu_signature() -> str:
     return f"{platform.machine()} {platform.processor()}"
 
 
-def _flag_sets() -> list[list[str]]:
+ARCHES = ("native", "portable")
+
+
+def _flag_sets(arch: str) -> list[list[str]]:
     """Compiler flags to try, fastest first.
+
+    ``arch="native"`` compiles for this CPU (``-march=native``: AVX-512 and its bfloat16
+    dot products, AVX2 + FMA, NEON, whatever it has); ``"portable"`` for the compiler's
+    baseline target (SSE2 on x86-64), which every CPU of the architecture runs: the
+    switch that lets any machine test the kernel's portable code path.
 
     OpenMP only with GCC on Linux: the object then needs ``libgomp.so.1``, which
     PyTorch's Linux wheels have already loaded, so the kernel shares PyTorch's
     thread pool. (A second OpenMP runtime would fight PyTorch's spinning threads
     for the cores.)
     """
+    target = ["-march=native"] if arch == "native" else []
     sets = []
     if sys.platform.startswith("linux") and "OpenMP" in torch.__config__.parallel_info():
-        sets.append(["-march=native", "-fopenmp"])
-    sets += [["-march=native"], []]
+        sets.append([*target, "-fopenmp"])
+    sets.append(target)
+    if arch == "native":
+        sets.append([])
     return sets
 
 
@@ -170,32 +187,56 @@ def _open(compiler: str, flags: list[str], target: Path) -> ctypes.CDLL:
         return _bind(ctypes.CDLL(str(target)))
 
 
+def native_arch() -> str:
+    """Which build of the kernel is in use: ``"native"`` (the default) or ``"portable"``."""
+    return _arch
+
+
+def set_native_arch(arch: str) -> str:
+    """Use the ``"native"`` or the ``"portable"`` build from now on (``TEXTGAN_NATIVE_ARCH``
+    sets it at start-up); returns the old value. Both stay loaded once built."""
+    global _arch
+    if arch not in ARCHES:
+        raise ValueError(f"native arch must be one of {ARCHES}, got {arch!r}")
+    old, _arch = _arch, arch
+    return old
+
+
 def _load() -> ctypes.CDLL | None:
-    """Build (or find in the cache) and load the kernel; remember why if that fails."""
-    global _library, _failure
+    """Build (or find in the cache) and load the current build; remember why if that fails."""
+    arch = _arch
+    if arch not in ARCHES:
+        raise ValueError(f"TEXTGAN_NATIVE_ARCH must be one of {ARCHES}, got {arch!r}")
     with _lock:
-        if _library is not None or _failure is not None:
-            return _library
+        if arch in _libraries:
+            return _libraries[arch]
         compiler = _compiler()
         errors = []
         if compiler is None:
             errors.append(f"no C compiler found (looked for {os.environ.get('CC', 'cc')!r})")
         else:
-            for flags in _flag_sets():
+            for flags in _flag_sets(arch):
                 target = _cache_dir() / f"categorical-{_build_key(compiler, flags)}.so"
                 try:
-                    _library = _open(compiler, flags, target)
-                    return _library
+                    _libraries[arch] = _open(compiler, flags, target)
+                    _build_flags[arch] = flags
+                    return _libraries[arch]
                 except (OSError, AttributeError, RuntimeError) as error:
                     errors.append(str(error))
-        _failure = "; ".join(errors)
+        _libraries[arch] = None
+        _failures[arch] = "; ".join(errors)
         warnings.warn(
             "textgan's C sampling kernel is unavailable, so CPU sampling uses the slower "
-            f"PyTorch path ({_failure}). Set TEXTGAN_NATIVE_SAMPLING=0 to silence this.",
+            f"PyTorch path ({_failures[arch]}). Set TEXTGAN_NATIVE_SAMPLING=0 to silence this.",
             RuntimeWarning,
             stacklevel=3,
         )
         return None
+
+
+def build_flags() -> list[str] | None:
+    """The compiler flags of the build in use (``None`` where it did not build)."""
+    return _build_flags.get(_arch) if _load() is not None else None
 
 
 def native_sampling_available() -> bool:
@@ -225,7 +266,7 @@ def _check(name: str, tensor: Tensor, shape: tuple[int, ...], dtype=torch.float3
 def _library_or_raise() -> ctypes.CDLL:
     library = _load()
     if library is None:
-        raise RuntimeError(f"the C sampling kernel is unavailable: {_failure}")
+        raise RuntimeError(f"the C sampling kernel is unavailable: {_failures.get(_arch)}")
     return library
 
 

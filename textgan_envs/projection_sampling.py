@@ -58,19 +58,39 @@ BF16_UNIT_ROUNDOFF = 2.0**-8
 # Float32 rounding in the exact logit and the accumulation, with a wide margin.
 _FLOAT32_SLACK = 1e-4
 
-_enabled = os.environ.get("TEXTGAN_PROJECTION_SAMPLING", "1") != "0"
+def _parse_setting(value: str | bool) -> str | bool:
+    if isinstance(value, bool) or value == "auto":
+        return value
+    if value in ("0", "1"):
+        return value == "1"
+    raise ValueError(
+        f"TEXTGAN_PROJECTION_SAMPLING must be 'auto', '0' or '1', got {value!r}"
+    )
+
+
+_setting: str | bool = _parse_setting(os.environ.get("TEXTGAN_PROJECTION_SAMPLING", "auto"))
 
 
 def projection_sampling_enabled() -> bool:
-    """Whether :mod:`textgan_envs.sampling` samples projected models through this module."""
-    return _enabled
+    """Whether :mod:`textgan_envs.sampling` samples projected models through this module.
+
+    ``"auto"`` (the default): where the C kernel has native bfloat16 dot products.
+    Elsewhere the projecting kernel's float32 projection is slower than PyTorch's own
+    GEMM followed by the C kernel on its logits (``benchmarks/oracle_sampling.py``, on
+    an AVX2 CPU), so sampling takes that route.
+    """
+    if _setting == "auto":
+        return native_sampling.has_bf16_dot()
+    return bool(_setting)
 
 
-def set_projection_sampling(enabled: bool) -> bool:
-    """Switch the projection path on or off (``TEXTGAN_PROJECTION_SAMPLING=0`` at start-up
-    switches it off); returns the old value."""
-    global _enabled
-    old, _enabled = _enabled, bool(enabled)
+def set_projection_sampling(enabled: bool | str) -> bool | str:
+    """Switch the projection path on (``True``), off (``False``) or back to ``"auto"``
+    (``TEXTGAN_PROJECTION_SAMPLING=0``/``1``/``auto`` at start-up); returns the old setting."""
+    global _setting
+    if not isinstance(enabled, bool) and enabled != "auto":
+        raise ValueError(f"projection sampling must be True, False or 'auto', got {enabled!r}")
+    old, _setting = _setting, enabled
     return old
 
 

@@ -19,9 +19,9 @@
  * stays in cache, so no [rows, V] array exists at all; with avx512_bf16 it uses
  * bfloat16 dot products (twice the float32 rate) and the same rejection step.
  *
- * Written with GCC/Clang vector extensions (16 float lanes), so the compiler maps
- * it onto whatever SIMD the CPU has; only the bfloat16 dot product uses intrinsics,
- * where the build target has them. Built and loaded by textgan_envs/native_sampling.py.
+ * Written with GCC/Clang vector extensions as wide as the target's registers (below),
+ * so the compiler maps them onto whatever SIMD the CPU has; only the bfloat16 dot
+ * product uses intrinsics, where the build target has them. Built and loaded by textgan_envs/native_sampling.py.
  */
 #if defined(__AVX512BF16__) && defined(__AVX512F__)
 #include <immintrin.h>
@@ -34,7 +34,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The vector width follows the build target, so each vector maps onto one register:
+ * 16 floats with AVX-512, 8 with AVX/AVX2, 4 otherwise (SSE2, NEON, or the portable
+ * build). Wider GCC vectors than the target has are lowered lane by lane, with scalar
+ * compares: that made the AVX2 build 4x slower than PyTorch. The Python side pads
+ * classes to multiples of 16, which every width divides. */
+#if defined(__AVX512F__)
 #define LANES 16
+#elif defined(__AVX__)
+#define LANES 8
+#else
+#define LANES 4
+#endif
 typedef float vfloat __attribute__((vector_size(4 * LANES)));
 typedef int32_t vint __attribute__((vector_size(4 * LANES)));
 typedef uint16_t vbf16 __attribute__((vector_size(2 * LANES)));
@@ -96,7 +107,7 @@ typedef struct {
     int64_t v;
 } row_t;
 
-/* Values of classes k .. k+15 as floats (bfloat16 widened), bias not included;
+/* Values of classes k .. k+LANES-1 as floats (bfloat16 widened), bias not included;
  * classes >= v read as -inf. The test for the last, partial vector is the only branch. */
 static inline __attribute__((always_inline)) vfloat values_at(row_t row, int64_t k) {
     vfloat x;
@@ -124,7 +135,7 @@ static inline __attribute__((always_inline)) vfloat values_at(row_t row, int64_t
     return x;
 }
 
-/* Bias of classes k .. k+15 (row.bias must not be NULL); 0 past the last class. */
+/* Bias of classes k .. k+LANES-1 (row.bias must not be NULL); 0 past the last class. */
 static inline __attribute__((always_inline)) vfloat bias_at(row_t row, int64_t k) {
     if (__builtin_expect(k + LANES <= row.v, 1)) return load(row.bias + k);
     vfloat b = (vfloat){0};
@@ -132,7 +143,7 @@ static inline __attribute__((always_inline)) vfloat bias_at(row_t row, int64_t k
     return b;
 }
 
-/* Logits of classes k .. k+15, bias included; classes >= v read as -inf. */
+/* Logits of classes k .. k+LANES-1, bias included; classes >= v read as -inf. */
 static inline __attribute__((always_inline)) vfloat logits_at(row_t row, int64_t k) {
     if (__builtin_expect(k + LANES <= row.v, 1)) {
         vfloat x = values_at(row, k);
@@ -142,7 +153,7 @@ static inline __attribute__((always_inline)) vfloat logits_at(row_t row, int64_t
     return row.bias ? x + bias_at(row, k) : x;
 }
 
-/* Folds classes k .. k+15 into the running maxima of row_max. */
+/* Folds classes k .. k+LANES-1 into the running maxima of row_max. */
 static inline __attribute__((always_inline)) void update_max(row_t row, int64_t k, int want_abs,
                                                              vfloat *running_max,
                                                              vfloat *running_abs, vint *nan) {
@@ -183,7 +194,7 @@ static inline __attribute__((always_inline)) int row_max(row_t row, float scale,
     return !any_nan && *max > -INFINITY && *max * scale < INFINITY;
 }
 
-/* Unnormalised probabilities 2^((x - max) * scale) of classes k .. k+15. */
+/* Unnormalised probabilities 2^((x - max) * scale) of classes k .. k+LANES-1. */
 static inline __attribute__((always_inline)) vfloat weights_at(row_t row, int64_t k, float scale,
                                                                float shift) {
     return exp2_nonpositive(logits_at(row, k) * scale - shift);
