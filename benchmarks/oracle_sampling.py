@@ -37,7 +37,9 @@ METHODS: dict[str, Callable[..., torch.Tensor] | str] = {
     "gumbel-max (one uniform per class)": S.sample_categorical_gumbel,
     "inverse-CDF in PyTorch on model.step logits": S.sample_categorical_inverse_cdf,
     "C kernel on model.step logits": S.sample_categorical_native,
+    "C kernel on model.step logits, portable build": "portable:logits",
     "projection sampler, float32": "float32",
+    "projection sampler, float32, portable build": "portable:float32",
     "projection sampler, bfloat16 + rejection": "bfloat16",
     "default, glibc's default allocator": DEFAULT,
     "default": DEFAULT,
@@ -52,7 +54,12 @@ def using(method: Callable[..., torch.Tensor] | str) -> Iterator[None]:
     """Route ``sample_sequences`` through one method: the default, a logits sampler after
     ``model.step``, or the projection sampler in one precision."""
     saved = S.sample_categorical, S._projection_sampler
-    old = set_projection_sampling(not callable(method))
+    if isinstance(method, str) and method.startswith("portable:"):
+        N.set_native_arch("portable")
+        method = method.removeprefix("portable:")
+        if method == "logits":
+            method = S.sample_categorical_native
+    old = set_projection_sampling("auto" if method == DEFAULT else not callable(method))
     if method in ("float32", "bfloat16"):
 
         def projection(model: object) -> ProjectionSampler:
@@ -67,6 +74,7 @@ def using(method: Callable[..., torch.Tensor] | str) -> Iterator[None]:
     finally:
         S.sample_categorical, S._projection_sampler = saved
         set_projection_sampling(old)
+        N.set_native_arch("native")
 
 
 def default_route(device: str) -> str:
@@ -179,6 +187,7 @@ def main() -> None:
         profile(args)
         return
     _, source = load_oracle(args.oracle, "cpu")
+    print(f"CPU: {N.cpu_summary()}; kernel build flags: {N.build_flags()}")
     print(
         f"oracle: {source}; n={args.n}; torch threads={torch.get_num_threads()}; "
         f"device={args.device}; median of {args.repeats} draws, each method in a fresh process; "

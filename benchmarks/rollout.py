@@ -28,9 +28,11 @@ import torch
 
 from agents import estimators as est
 from agents.policies import LSTMPolicy
+from textgan_envs import native_sampling
 from textgan_envs.allocator import retain_freed_memory
 from textgan_envs.device import resolve_device
 from textgan_envs.discriminators import build_discriminator, eval_logits
+from textgan_envs.projection_sampling import projection_sampling_enabled
 from textgan_envs.rollout import monte_carlo_q
 
 B, T, V, H, E, N = 64, 20, 5000, 32, 32, 16
@@ -179,8 +181,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.score != "cnn":
         work.pop("discriminator CNN")
     total_flops = sum(work.values())
+    print(f"CPU: {native_sampling.cpu_summary()}; kernel build flags: {native_sampling.build_flags()}")
     print(
-        f"device={device} threads={torch.get_num_threads()} B={B} T={T} V={V} H={H} N={N} score={args.score}"
+        f"device={device} threads={torch.get_num_threads()} B={B} T={T} V={V} H={H} N={N} "
+        f"score={args.score}; projection sampling: {projection_sampling_enabled()}"
     )
     print()
     print("| variant | generator step (s) | sampling + Q (s) | speed-up (step) |")

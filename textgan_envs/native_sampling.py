@@ -44,6 +44,7 @@ from torch import Tensor
 __all__ = [
     "ARCHES",
     "build_flags",
+    "cpu_summary",
     "has_bf16_dot",
     "native_arch",
     "native_block_size",
@@ -85,6 +86,32 @@ def _cpu_signature() -> str:
 
 
 ARCHES = ("native", "portable")
+
+
+RELEVANT_CPU_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "neon", "asimd")
+
+
+def cpu_summary() -> str:
+    """The CPU's model name and the flags the kernel's speed depends on, for benchmark
+    tables (e.g. ``"AMD EPYC; avx avx2 fma; no avx512f avx512_bf16"``)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model == (
+                    platform.processor() or platform.machine()
+                ):
+                    model = value.strip()
+                elif key.strip() in ("flags", "Features") and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    have = [f for f in RELEVANT_CPU_FLAGS if f in flags]
+    lack = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16") if f not in flags]
+    return f"{model}; {' '.join(have) or 'no listed flags'}" + (
+        f"; no {' '.join(lack)}" if lack else ""
+    )
 
 
 def _flag_sets(arch: str) -> list[list[str]]:
