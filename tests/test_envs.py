@@ -300,7 +300,6 @@ def test_step_without_reset_raises() -> None:
         ({"reward_mode": "probability"}, "unknown reward mode"),
         ({"discriminator": PatternD(99)}, "vocabulary mismatch"),
         ({"discriminator": "gru"}, "unknown discriminator kind"),
-        ({"render_mode": "human"}, "render_mode"),
     ],
 )
 def test_invalid_kwargs_fail_at_construction(kwargs: dict, match: str) -> None:
@@ -320,3 +319,19 @@ def test_corpus_vocab_mismatch_and_missing_file(corpus_file: Path, tmp_path: Pat
         TextGenerationVectorEnv(0, 10, 3, discriminator=PatternD(10))
     with pytest.raises(TypeError, match="discriminator must be"):
         TextGenerationEnv(10, 3, discriminator=42)
+
+
+@pytest.mark.parametrize("env_id", TEXTGAN_IDS)
+def test_unsupported_render_mode_warns_and_renders_none(env_id: str, corpus_file: Path) -> None:
+    """Gymnasium's convention (SB3's make_vec_env passes render_mode="rgb_array" to every env)."""
+    kwargs = {**small_kwargs(env_id, corpus_file), "render_mode": "rgb_array"}
+    with pytest.warns(UserWarning, match="render_mode 'rgb_array' is not supported"):
+        env = gym.make(env_id, **kwargs)
+    env.reset(seed=0)
+    assert env.render() is None
+    with pytest.warns(UserWarning, match="render_mode 'rgb_array' is not supported"):
+        venv = gym.make_vec(env_id, num_envs=2, vectorization_mode="vector_entry_point", **kwargs)
+    venv.reset(seed=0)
+    assert venv.render() is None
+    with pytest.warns(UserWarning, match="OracleEnv: render_mode 'human'"):
+        OracleEnv(vocab_size=10, seq_len=3, discriminator=PatternD(10), render_mode="human")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from stable_baselines3 import PPO
+from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
 import textgan_envs  # noqa: F401  (registers the ids)
@@ -189,3 +190,17 @@ def test_scalar_env_masks_reach_maskable_ppo_through_gym_make(tmp_path: Path) ->
         ]
     )
     assert get_action_masks(venv).shape == (1, env.action_space.n)
+
+
+def test_make_vec_env_with_its_defaults_builds_envs_that_ppo_trains_on() -> None:
+    """SB3 passes render_mode="rgb_array": the env warns (Gymnasium's convention) instead of raising."""
+    with pytest.warns(UserWarning, match="render_mode 'rgb_array'"):
+        venv = make_vec_env(
+            "textgan/Oracle-v0", n_envs=4, env_kwargs=dict(vocab_size=50, seq_len=8)
+        )
+    assert venv.num_envs == 4 and venv.observation_space.shape == (9,)
+    venv.reset()
+    assert venv.env_method("render") == [None] * 4
+    model = PPO("MlpPolicy", venv, n_steps=64, batch_size=64, n_epochs=2, seed=0, device="cpu")
+    model.learn(300)
+    assert model.num_timesteps >= 300 and len(model.ep_info_buffer) > 0

@@ -247,7 +247,20 @@ def action_mask(vocab_size: int, forbidden_tokens: Sequence[int]) -> np.ndarray:
 DecodeFn = Callable[[Any], str]
 
 
-def check_render_mode(render_mode: str | None, supported: list[str]) -> None:
-    """Fail at construction, naming the mode, when ``render_mode`` is not one the env supports."""
-    if render_mode is not None and render_mode not in supported:
-        raise ValueError(f"render_mode {render_mode!r} is not supported; use one of {supported}")
+def check_render_mode(render_mode: str | None, supported: list[str], env_name: str) -> str | None:
+    """``render_mode`` if supported; else a warning naming the env and the mode, and ``None``.
+
+    Gymnasium's convention, not an error: SB3's ``make_vec_env`` (and other helpers) pass
+    ``render_mode="rgb_array"`` to every env they build, so raising would break them all.
+    The env then keeps ``render_mode=None`` (it cannot render that way, and Gymnasium's
+    render checker accepts ``None``), so ``render()`` returns ``None``.
+    """
+    if render_mode is None or render_mode in supported:
+        return render_mode
+    from gymnasium import logger
+
+    logger.warn(
+        f"{env_name}: render_mode {render_mode!r} is not supported (supported: {supported}); "
+        "the env keeps render_mode=None and render() returns None"
+    )
+    return None

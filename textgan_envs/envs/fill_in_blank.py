@@ -40,6 +40,7 @@ from textgan_envs.discriminators.maskgan import (
     check_compatible,
     per_token_rewards,
 )
+from textgan_envs.envs.core import check_render_mode
 from textgan_envs.masking import MASK_KINDS, apply_mask, check_present_rate, make_mask
 from textgan_envs.sampling import sample_sequences
 from textgan_envs.vocab import Vocabulary
@@ -329,6 +330,9 @@ class FillInTheBlankEnv(_FillInBlankBase, gym.Env):
             1, corpus, data, oracle, vocab, seq_len, max_sentences, mask, present_rate,
             discriminator, device,
         )  # fmt: skip
+        render_mode = check_render_mode(
+            render_mode, self.metadata["render_modes"], type(self).__name__
+        )
         self.observation_space = self.single_observation_space
         self.action_space = self.single_action_space
         self.render_mode = render_mode
@@ -407,6 +411,9 @@ class FillInTheBlankVectorEnv(_FillInBlankBase, VectorEnv):
         )  # fmt: skip
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
+        render_mode = check_render_mode(
+            render_mode, self.metadata["render_modes"], type(self).__name__
+        )
         self.render_mode = render_mode
         self._prev_done = np.zeros(self.num_envs, dtype=bool)
         self._all = torch.arange(self.num_envs, device=self.device)

@@ -122,7 +122,9 @@ class TextGenerationEnv(gym.Env):
         render_mode: str | None = None,
         device: str | torch.device = "cpu",
     ) -> None:
-        check_render_mode(render_mode, self.metadata["render_modes"])
+        render_mode = check_render_mode(
+            render_mode, self.metadata["render_modes"], type(self).__name__
+        )
         self.core = TextGenerationCore(
             1,
             vocab_size,

@@ -94,7 +94,9 @@ class TextGenerationVectorEnv(VectorEnv):
         device: str | torch.device = "cpu",
         action_check: Literal["step", "episode"] = "step",
     ) -> None:
-        check_render_mode(render_mode, self.metadata["render_modes"])
+        render_mode = check_render_mode(
+            render_mode, self.metadata["render_modes"], type(self).__name__
+        )
         self.core = TextGenerationCore(
             num_envs,
             vocab_size,
