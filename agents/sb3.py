@@ -33,7 +33,10 @@ class TokenEmbeddingExtractor(BaseFeaturesExtractor):
     """Embeds the ``T`` token slots (``V`` = empty) and the position, then one ReLU layer.
 
     Works on the observation ``Box`` of every textgan env; ids are recovered
-    exactly from SB3's float cast (integers below 2^24).
+    exactly from SB3's float cast (integers below 2^24). Observations that are
+    not whole numbers in the Box's range are refused rather than rounded into
+    other tokens: an observation wrapper (``VecNormalize(norm_obs=True)``) has
+    turned the ids into something else.
     """
 
     def __init__(
@@ -46,14 +49,35 @@ class TokenEmbeddingExtractor(BaseFeaturesExtractor):
             )
         self.seq_len = int(observation_space.shape[0]) - 1
         self.vocab_size = int(observation_space.high[0])
+        high = torch.full((self.seq_len + 1,), float(self.vocab_size))
+        high[-1] = self.seq_len
+        self.register_buffer("_high", high, persistent=False)
         self.tokens = nn.Embedding(self.vocab_size + 1, embed_dim)
         self.position = nn.Embedding(self.seq_len + 1, embed_dim)
         self.net = nn.Sequential(nn.Linear((self.seq_len + 1) * embed_dim, features_dim), nn.ReLU())
 
+    def check_ids(self, observations: Tensor) -> None:
+        """``ValueError`` naming the first entry that is not a token id / position of the env."""
+        bad = (observations != observations.floor()) | (observations < 0)
+        bad |= observations > self._high
+        if not bool(bad.any()):
+            return
+        row, col = (int(i) for i in bad.nonzero()[0])
+        value = float(observations[row, col])
+        what = "position" if col == self.seq_len else "token slot"
+        raise ValueError(
+            f"TokenEmbeddingExtractor got {value!r} at observation [{row}, {col}] ({what}), "
+            f"not a whole number in [0, {int(self._high[col])}]: the env's integer token ids "
+            "were transformed before the policy saw them. VecNormalize(norm_obs=True) does this "
+            "(it turns ids into z-scores); use VecNormalize(norm_obs=False) (normalising rewards "
+            "is fine) or no observation wrapper"
+        )
+
     def forward(self, observations: Tensor) -> Tensor:
-        ids = observations.round().long()
-        tok = self.tokens(ids[:, : self.seq_len].clamp(0, self.vocab_size)).flatten(1)
-        pos = self.position(ids[:, self.seq_len].clamp(0, self.seq_len))
+        self.check_ids(observations)
+        ids = observations.long()
+        tok = self.tokens(ids[:, : self.seq_len]).flatten(1)
+        pos = self.position(ids[:, self.seq_len])
         return self.net(torch.cat([tok, pos], dim=1))
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
+from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor, VecNormalize
 
 import textgan_envs  # noqa: F401  (registers the ids)
 from agents.sb3 import (
@@ -40,6 +40,50 @@ def test_extractor_embeds_ids_exactly() -> None:
     assert ext.tokens.num_embeddings == 51 and ext.position.num_embeddings == 5
     with pytest.raises(ValueError, match="observation Box"):
         TokenEmbeddingExtractor(gym.spaces.Box(0, 1, (2, 2)))
+
+
+@pytest.mark.parametrize(
+    ("row", "col"),
+    [
+        ([3.5, 49, 50, 50, 2], 0),
+        ([3, 49, 51, 50, 2], 2),
+        ([3, 49, 50, -1, 2], 3),
+        ([3, 49, 50, 50, 5], 4),
+    ],
+)
+def test_extractor_refuses_values_that_are_not_token_ids(row: list[float], col: int) -> None:
+    """Fractions, ids above V (empty slot) and positions above T are named, never rounded or clamped."""
+    space = OracleEnv(vocab_size=50, seq_len=4, discriminator=pattern_d()).observation_space
+    ext = TokenEmbeddingExtractor(space, embed_dim=8, features_dim=16)
+    good = [3, 49, 50, 50, 2]
+    with pytest.raises(
+        ValueError, match=rf"observation \[1, {col}\].*VecNormalize\(norm_obs=False\)"
+    ):
+        ext(torch.tensor([good, row], dtype=torch.float32))
+    with pytest.raises(ValueError, match="not a whole number"):
+        ext(torch.tensor([[float("nan"), 49, 50, 50, 2]]))
+
+
+def _normalized_ppo(norm_obs: bool) -> PPO:
+    venv = OracleVectorEnv(num_envs=4, vocab_size=50, seq_len=6, discriminator=pattern_d())
+    env = VecNormalize(SB3VecEnvAdapter(venv), norm_obs=norm_obs, norm_reward=True)
+    return PPO(
+        "MlpPolicy",
+        env,
+        n_steps=12,
+        batch_size=48,
+        n_epochs=1,
+        policy_kwargs=token_policy_kwargs(),
+        seed=0,
+        device="cpu",
+    )
+
+
+def test_vec_normalize_of_observations_is_refused_with_the_fix_in_the_message() -> None:
+    with pytest.raises(ValueError, match=r"use VecNormalize\(norm_obs=False\)"):
+        _normalized_ppo(norm_obs=True).learn(96)
+    model = _normalized_ppo(norm_obs=False).learn(96)
+    assert model.num_timesteps == 96
 
 
 def test_adapter_matches_dummy_vec_env_over_scalar_envs() -> None:
