@@ -335,3 +335,31 @@ def test_unsupported_render_mode_warns_and_renders_none(env_id: str, corpus_file
     assert venv.render() is None
     with pytest.warns(UserWarning, match="OracleEnv: render_mode 'human'"):
         OracleEnv(vocab_size=10, seq_len=3, discriminator=PatternD(10), render_mode="human")
+
+
+COMMON_KWARGS = {
+    "reward_mode": "log",
+    "discriminator_seed": 1,
+    "render_mode": "ansi",
+    "device": "cpu",
+}
+
+
+@pytest.mark.parametrize("env_id", TEXTGAN_IDS)
+def test_every_env_takes_the_common_kwargs(env_id: str, corpus_file: Path) -> None:
+    """One set of names across the envs (README, "Common kwargs"): reward_mode="log" gives log D <= 0."""
+    kwargs = {**small_kwargs(env_id, corpus_file), **COMMON_KWARGS}
+    env = gym.make(env_id, **kwargs)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    rewards, done = [], False
+    while not done:
+        _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+        rewards.append(reward)
+        done = terminated or truncated
+    assert all(r <= 0.0 for r in rewards) and min(rewards) < 0.0
+    assert isinstance(env.render(), str)
+    venv = gym.make_vec(env_id, num_envs=2, vectorization_mode="vector_entry_point", **kwargs)
+    venv.reset(seed=0)
+    with pytest.raises(ValueError, match="unknown reward mode"):
+        gym.make(env_id, **{**kwargs, "reward_mode": "probability"})

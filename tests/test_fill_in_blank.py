@@ -263,3 +263,62 @@ def test_coco_corpus_episode_decodes() -> None:
     assert text is not None and "_" in text.splitlines()[0]
     assert env.vocab is not None and len(env.vocab) == env.vocab_size
     assert env.observation_space.contains(obs)
+
+
+def test_corpus_path_is_the_keyword_and_corpus_a_deprecated_alias(tmp_path) -> None:
+    path = tmp_path / "c.txt"
+    path.write_text("the cat sat on the mat\na dog ran home\nthe dog sat down\n", encoding="utf-8")
+    env = FillInTheBlankEnv(corpus_path=str(path), seq_len=6)
+    with pytest.warns(DeprecationWarning, match="corpus= is deprecated, use corpus_path="):
+        old = FillInTheBlankEnv(corpus=str(path), seq_len=6)
+    np.testing.assert_array_equal(env.reset(seed=0)[0]["masked"], old.reset(seed=0)[0]["masked"])
+    venv = gym.make_vec(
+        ENV_ID, num_envs=2, vectorization_mode="vector_entry_point", corpus_path=str(path)
+    )
+    assert venv.vocab_size == env.vocab_size
+    with pytest.raises(ValueError, match="both corpus_path= and corpus="):
+        FillInTheBlankEnv(corpus_path=str(path), corpus=str(path))
+
+
+@pytest.mark.parametrize("kind", ["lstm", "cnn"])
+def test_a_sequence_discriminator_kind_is_refused_by_name(kind: str) -> None:
+    """Was "env and discriminator disagree on vocab_size: ... discriminator None" (misleading)."""
+    with pytest.raises(
+        ValueError,
+        match=rf"{ENV_ID} .*per-token .*discriminator='{kind}' names a whole-sequence kind",
+    ):
+        gym.make(ENV_ID, data=_data(), vocab=_vocab(), discriminator=kind)
+    with pytest.raises(ValueError, match="'gru' is no discriminator kind"):
+        FillInTheBlankVectorEnv(2, data=_data(), vocab=_vocab(), discriminator="gru")
+    with pytest.raises(TypeError, match="per-token MaskGANDiscriminator"):
+        FillInTheBlankEnv(data=_data(), vocab=_vocab(), discriminator=lambda y: y.float().sum(1))
+
+
+def test_maskgan_kind_and_discriminator_seed_build_the_default_discriminator() -> None:
+    def weights(**kwargs) -> torch.Tensor:
+        return FillInTheBlankEnv(
+            data=_data(), vocab=_vocab(), **kwargs
+        ).discriminator.embedding.weight
+
+    assert torch.equal(weights(), weights(discriminator="maskgan", discriminator_seed=0))
+    assert not torch.equal(weights(), weights(discriminator_seed=1))
+
+
+def test_reward_mode_transforms_the_same_per_token_logit() -> None:
+    """prob = exp(log D) token by token; log (MaskGAN's) is the default."""
+    runs = {
+        mode: _run_episode(
+            FillInTheBlankEnv(
+                data=_data(), vocab=_vocab(), discriminator=_disc(4), reward_mode=mode
+            ),
+            [7, 9, 11],
+            seed=2,
+        )[2]
+        for mode in ("log", "prob", "logit")
+    }
+    default = _run_episode(
+        FillInTheBlankEnv(data=_data(), vocab=_vocab(), discriminator=_disc(4)), [7, 9, 11], seed=2
+    )[2]
+    assert default == runs["log"]
+    np.testing.assert_allclose(runs["prob"], np.exp(runs["log"]), rtol=1e-5)
+    np.testing.assert_allclose(runs["log"], -np.log1p(np.exp(-np.array(runs["logit"]))), rtol=1e-4)

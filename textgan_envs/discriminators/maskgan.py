@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from textgan_envs.device import resolve_device
-from textgan_envs.rewards import log_reward
+from textgan_envs.rewards import RewardFn, log_reward
 from textgan_envs.vocab import Vocabulary
 
 State = tuple[Tensor, Tensor]
@@ -165,22 +165,30 @@ class MaskGANDiscriminator(MaskedSeq2SeqBody):
         return [p for p in self.parameters() if id(p) not in critic]
 
 
-def rewards_from_logits(logits: Tensor, present: Tensor) -> Tensor:
-    """``log D = logsigmoid(logit)`` at missing positions, 0 at present ones, detached (``[B, T]``)."""
-    return log_reward(logits.detach()) * (~present).to(logits.dtype)
+def rewards_from_logits(
+    logits: Tensor, present: Tensor, reward_fn: RewardFn = log_reward
+) -> Tensor:
+    """``reward_fn(logit)`` (default ``log D = logsigmoid(logit)``, MaskGAN's) at missing
+    positions, 0 at present ones, detached (``[B, T]``)."""
+    return reward_fn(logits.detach()) * (~present).to(logits.dtype)
 
 
 def per_token_rewards(
-    discriminator: MaskGANDiscriminator, masked: Tensor, filled: Tensor, present: Tensor
+    discriminator: MaskGANDiscriminator,
+    masked: Tensor,
+    filled: Tensor,
+    present: Tensor,
+    reward_fn: RewardFn = log_reward,
 ) -> Tensor:
-    """``r_t = log D(x~_t | x~_<t, m(x))`` at missing positions, 0 at present ones (``[B, T]``).
+    """``r_t = log D(x~_t | x~_<t, m(x))`` (or another ``reward_fn`` of the logit) at missing
+    positions, 0 at present ones (``[B, T]``).
 
     Computed from logits with ``logsigmoid`` (never ``log(0)``) and without gradient: a reward is a
     number handed to the agent, the same for the env and the trainer.
     """
     with torch.no_grad():
         logits, _ = discriminator(masked, filled)
-    return rewards_from_logits(logits, present)
+    return rewards_from_logits(logits, present, reward_fn)
 
 
 def discriminator_loss(real_logits: Tensor, fake_logits: Tensor, present: Tensor) -> Tensor:

@@ -8,7 +8,9 @@ episode ends once the last position has been passed, so it lasts exactly as many
 are missing tokens.
 
 Reward for filling position ``t``: ``r_t = log D(x~_t | x~_<t, m(x))`` from the per-token
-:class:`~textgan_envs.discriminators.maskgan.MaskGANDiscriminator`, computed stably from its logit.
+:class:`~textgan_envs.discriminators.maskgan.MaskGANDiscriminator`, computed stably from its logit
+(``reward_mode="log"``, MaskGAN's and the default here; ``"prob"``, ``"logit"`` and ``"bgan"``
+transform the same logit as in the other textgan envs).
 The discriminator is causal in the filled sequence, so ``r_t`` is final as soon as ``t`` is filled;
 present positions carry no reward. For a fixed discriminator state the reward is deterministic.
 Replace the discriminator while training with :meth:`set_discriminator` (or pass it in).
@@ -17,11 +19,17 @@ Observation (a ``Dict``): ``masked`` ``[T]`` (MASK where missing), ``filled`` ``
 positions ``< position``, PAD elsewhere) and ``position`` (the index being filled; ``T`` when done).
 Action: a token id other than MASK (with an oracle source MASK is the last id and lies outside
 the action space; with a corpus it is id 4, inside it, and ``step`` rejects it).
+
+Keyword names are those of the other textgan envs: ``corpus_path`` (``corpus`` is a deprecated
+alias), ``seq_len``, ``discriminator``, ``reward_mode``, ``discriminator_seed``, ``render_mode``,
+``device``. A sequence-discriminator kind (``"cnn"``, ``"lstm"``) is refused by name: this task
+needs a discriminator that scores every position.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from types import SimpleNamespace
 from typing import Any
 
@@ -35,6 +43,7 @@ from torch import Tensor
 
 from textgan_envs.corpus import encode_sentences, load_corpus
 from textgan_envs.device import resolve_device
+from textgan_envs.discriminators import DISCRIMINATOR_KINDS
 from textgan_envs.discriminators.maskgan import (
     MaskGANDiscriminator,
     check_compatible,
@@ -42,8 +51,11 @@ from textgan_envs.discriminators.maskgan import (
 )
 from textgan_envs.envs.core import check_render_mode
 from textgan_envs.masking import MASK_KINDS, apply_mask, check_present_rate, make_mask
+from textgan_envs.rewards import RewardFn, get_reward_fn
 from textgan_envs.sampling import sample_sequences
 from textgan_envs.vocab import Vocabulary
+
+ENV_ID = "textgan/FillInBlank-v0"
 
 
 class RealSource:
@@ -162,12 +174,18 @@ class _Episodes:
         self.filled[rows] = Vocabulary.PAD
         self._advance(rows, torch.full_like(rows, -1))
 
-    def fill(self, rows: Tensor, actions: Tensor, discriminator: MaskGANDiscriminator) -> Tensor:
+    def fill(
+        self,
+        rows: Tensor,
+        actions: Tensor,
+        discriminator: MaskGANDiscriminator,
+        reward_fn: RewardFn,
+    ) -> Tensor:
         """Write ``actions`` at the rows' current positions; return their rewards and advance them."""
         pos = self.pos[rows]
         self.filled[rows, pos] = actions
         rewards = per_token_rewards(
-            discriminator, self.masked[rows], self.filled[rows], self.present[rows]
+            discriminator, self.masked[rows], self.filled[rows], self.present[rows], reward_fn
         )
         reward = rewards.gather(1, pos.unsqueeze(1)).squeeze(1)
         self._advance(rows, pos)
@@ -217,13 +235,34 @@ class DiscreteWithout(spaces.Discrete):
         )
 
 
+def resolve_corpus_path(
+    corpus_path: str | os.PathLike[str] | None, corpus: str | os.PathLike[str] | None
+) -> str | os.PathLike[str] | None:
+    """``corpus_path``, also accepted under its old name ``corpus`` (with a ``DeprecationWarning``).
+
+    Why: ``textgan/Corpus-v0`` has always called it ``corpus_path``; one name for one thing.
+    """
+    if corpus is None:
+        return corpus_path
+    if corpus_path is not None:
+        raise ValueError(
+            f"{ENV_ID}: got both corpus_path= and corpus= (its deprecated alias); give corpus_path="
+        )
+    warnings.warn(
+        f"{ENV_ID}: corpus= is deprecated, use corpus_path= (the name textgan/Corpus-v0 takes)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return corpus
+
+
 class _FillInBlankBase:
     """Construction shared by both envs: source, spaces, discriminator, masking options."""
 
     def _setup(
         self,
         num: int,
-        corpus: str | os.PathLike[str] | None,
+        corpus_path: str | os.PathLike[str] | None,
         data: Tensor | np.ndarray | None,
         oracle: Any,
         vocab: Vocabulary | None,
@@ -231,26 +270,24 @@ class _FillInBlankBase:
         max_sentences: int | None,
         mask: str,
         present_rate: float,
-        discriminator: MaskGANDiscriminator | None,
+        discriminator: MaskGANDiscriminator | str | None,
+        reward_mode: str,
+        discriminator_seed: int | None,
         device: str | torch.device,
     ) -> None:
         if mask not in MASK_KINDS:
             raise ValueError(f"mask must be one of {MASK_KINDS}, got {mask!r}")
         self.present_rate = check_present_rate(present_rate)
         self.mask_kind = mask
+        self.reward_mode = reward_mode
+        self.reward_fn = get_reward_fn(reward_mode)
         self.device = resolve_device(device)
-        self.source = RealSource(corpus, data, oracle, vocab, seq_len, max_sentences)
+        self.source = RealSource(corpus_path, data, oracle, vocab, seq_len, max_sentences)
         self.vocab = self.source.vocab
         self.seq_len = self.source.seq_len
         self.vocab_size = self.source.vocab_size
         self.mask_token = self.source.mask_token
-        if discriminator is None:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)
-                discriminator = MaskGANDiscriminator(
-                    self.vocab_size, self.seq_len, mask_token=self.mask_token, device=self.device
-                )
-        self.set_discriminator(discriminator)
+        self.set_discriminator(self._resolve_discriminator(discriminator, discriminator_seed))
         self._torch_gen = torch.Generator()
         self._episodes = _Episodes(num, self.seq_len, self.device)
         self.single_observation_space = spaces.Dict(
@@ -272,8 +309,37 @@ class _FillInBlankBase:
         else:
             self.single_action_space = DiscreteWithout(self.vocab_size, self.mask_token)
 
+    def _resolve_discriminator(
+        self, discriminator: MaskGANDiscriminator | str | None, seed: int | None
+    ) -> MaskGANDiscriminator:
+        """``None`` or ``"maskgan"``: a fresh per-token discriminator seeded by ``seed``."""
+        if isinstance(discriminator, str) and discriminator != "maskgan":
+            what = (
+                "names a whole-sequence kind (textgan/Oracle-v0 and textgan/Corpus-v0 take those)"
+                if discriminator in DISCRIMINATOR_KINDS
+                else "is no discriminator kind"
+            )
+            raise ValueError(
+                f"{ENV_ID} rewards every filled token, so it needs a per-token "
+                f"MaskGANDiscriminator; discriminator={discriminator!r} {what}. Pass None or "
+                "'maskgan' (a fresh one seeded by discriminator_seed) or a MaskGANDiscriminator"
+            )
+        if discriminator is not None and not isinstance(discriminator, str):
+            return discriminator
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(int(seed))
+            return MaskGANDiscriminator(
+                self.vocab_size, self.seq_len, mask_token=self.mask_token, device=self.device
+            )
+
     def set_discriminator(self, discriminator: MaskGANDiscriminator) -> None:
         """Use ``discriminator`` for rewards from now on (checked against the env's vocabulary)."""
+        if not hasattr(discriminator, "mask_token") or not callable(discriminator):
+            raise TypeError(
+                f"{ENV_ID} needs a per-token MaskGANDiscriminator (logits at every position of "
+                f"the filled sequence given m(x)), got {type(discriminator).__name__}"
+            )
         shape = SimpleNamespace(
             vocab_size=self.vocab_size, mask_token=self.mask_token, seq_len=self.seq_len
         )
@@ -313,7 +379,7 @@ class FillInTheBlankEnv(_FillInBlankBase, gym.Env):
 
     def __init__(
         self,
-        corpus: str | os.PathLike[str] | None = None,
+        corpus_path: str | os.PathLike[str] | None = None,
         *,
         data: Tensor | np.ndarray | None = None,
         oracle: Any = None,
@@ -322,13 +388,17 @@ class FillInTheBlankEnv(_FillInBlankBase, gym.Env):
         max_sentences: int | None = None,
         mask: str = "random",
         present_rate: float = 0.5,
-        discriminator: MaskGANDiscriminator | None = None,
+        discriminator: MaskGANDiscriminator | str | None = None,
+        reward_mode: str = "log",
+        discriminator_seed: int | None = 0,
         device: str | torch.device = "cpu",
         render_mode: str | None = None,
+        corpus: str | os.PathLike[str] | None = None,
     ) -> None:
         self._setup(
-            1, corpus, data, oracle, vocab, seq_len, max_sentences, mask, present_rate,
-            discriminator, device,
+            1, resolve_corpus_path(corpus_path, corpus), data, oracle, vocab, seq_len,
+            max_sentences, mask, present_rate, discriminator, reward_mode, discriminator_seed,
+            device,
         )  # fmt: skip
         render_mode = check_render_mode(
             render_mode, self.metadata["render_modes"], type(self).__name__
@@ -363,7 +433,7 @@ class FillInTheBlankEnv(_FillInBlankBase, gym.Env):
             raise RuntimeError("the episode is over; call reset() before step()")
         act = torch.as_tensor([int(action)], dtype=torch.long, device=self.device)
         self._check_actions(act)
-        reward = float(self._episodes.fill(self._rows, act, self.discriminator)[0])
+        reward = float(self._episodes.fill(self._rows, act, self.discriminator, self.reward_fn)[0])
         self._done = int(self._episodes.pos[0]) >= self.seq_len
         info: dict[str, Any] = {}
         if self._done:
@@ -389,7 +459,7 @@ class FillInTheBlankVectorEnv(_FillInBlankBase, VectorEnv):
     def __init__(
         self,
         num_envs: int = 1,
-        corpus: str | os.PathLike[str] | None = None,
+        corpus_path: str | os.PathLike[str] | None = None,
         *,
         data: Tensor | np.ndarray | None = None,
         oracle: Any = None,
@@ -398,16 +468,20 @@ class FillInTheBlankVectorEnv(_FillInBlankBase, VectorEnv):
         max_sentences: int | None = None,
         mask: str = "random",
         present_rate: float = 0.5,
-        discriminator: MaskGANDiscriminator | None = None,
+        discriminator: MaskGANDiscriminator | str | None = None,
+        reward_mode: str = "log",
+        discriminator_seed: int | None = 0,
         device: str | torch.device = "cpu",
         render_mode: str | None = None,
+        corpus: str | os.PathLike[str] | None = None,
     ) -> None:
         if int(num_envs) < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         self.num_envs = int(num_envs)
         self._setup(
-            self.num_envs, corpus, data, oracle, vocab, seq_len, max_sentences, mask,
-            present_rate, discriminator, device,
+            self.num_envs, resolve_corpus_path(corpus_path, corpus), data, oracle, vocab,
+            seq_len, max_sentences, mask, present_rate, discriminator, reward_mode,
+            discriminator_seed, device,
         )  # fmt: skip
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
@@ -441,7 +515,9 @@ class FillInTheBlankVectorEnv(_FillInBlankBase, VectorEnv):
         if acting.numel():
             self._check_actions(acts[acting])
             rewards[acting.cpu().numpy()] = (
-                self._episodes.fill(acting, acts[acting], self.discriminator).cpu().numpy()
+                self._episodes.fill(acting, acts[acting], self.discriminator, self.reward_fn)
+                .cpu()
+                .numpy()
             )
         if bool(resetting.any()):
             self._start(self._all[resetting])
@@ -456,6 +532,3 @@ class FillInTheBlankVectorEnv(_FillInBlankBase, VectorEnv):
             return None
         obs = self._episodes.observation()
         return [self.decode(row) for row in obs["masked"]]
-
-
-ENV_ID = "textgan/FillInBlank-v0"
