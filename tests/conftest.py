@@ -62,8 +62,8 @@ def kernel_arch(request):
 
 @pytest.fixture
 def projection_path_on():
-    """The projection sampling path switched on: ``"auto"`` takes it only on CPUs with
-    bfloat16 dot products, so tests of it switch it on to run on every machine."""
+    """The projection sampling path switched on, whatever ``TEXTGAN_PROJECTION_SAMPLING``
+    the test run was started with."""
     from textgan_envs import projection_sampling
 
     old = projection_sampling.set_projection_sampling(True)
