@@ -363,3 +363,42 @@ def test_every_env_takes_the_common_kwargs(env_id: str, corpus_file: Path) -> No
     venv.reset(seed=0)
     with pytest.raises(ValueError, match="unknown reward mode"):
         gym.make(env_id, **{**kwargs, "reward_mode": "probability"})
+
+
+def test_registrations_leave_max_episode_steps_to_the_env() -> None:
+    """The bound is seq_len, a kwarg: a registered number would truncate other lengths wrongly."""
+    for env_id in TEXTGAN_IDS:
+        assert gym.spec(env_id).max_episode_steps is None, env_id
+
+
+@pytest.mark.parametrize("env_id", TEXTGAN_IDS)
+def test_spec_reports_the_episode_bound_of_the_kwargs_given(env_id: str, corpus_file: Path) -> None:
+    kwargs = small_kwargs(env_id, corpus_file)
+    env = gym.make(env_id, **kwargs)
+    seq_len = env.unwrapped.seq_len
+    assert env.spec.max_episode_steps == seq_len and env.unwrapped.max_episode_steps == seq_len
+    venv = gym.make_vec(env_id, num_envs=2, vectorization_mode="vector_entry_point", **kwargs)
+    assert venv.spec.max_episode_steps == seq_len
+    again = gym.make_vec(env.spec, num_envs=2, vectorization_mode="vector_entry_point")
+    assert again.num_envs == 2  # the spec's bound is passed to the vector env, which accepts it
+    with pytest.raises(ValueError, match=f"max_episode_steps={seq_len - 1} is below seq_len"):
+        gym.make_vec(
+            env_id,
+            num_envs=2,
+            vectorization_mode="vector_entry_point",
+            max_episode_steps=seq_len - 1,
+            **kwargs,
+        )
+
+
+@pytest.mark.parametrize("remake", [False, True])
+def test_non_default_seq_len_episode_is_scored_not_truncated(remake: bool) -> None:
+    """seq_len=30 (default 20): 30 steps, terminated and scored at the last, never cut early."""
+    env = gym.make("textgan/Oracle-v0", vocab_size=20, seq_len=30, discriminator=PatternD(20))
+    if remake:  # from the filled-in spec: Gymnasium adds TimeLimit(30), which cuts nothing short
+        env = gym.make(env.spec, discriminator=PatternD(20))
+    env.reset(seed=0)
+    flags = [env.step(0)[2:4] for _ in range(30)]
+    assert flags[:-1] == [(False, False)] * 29
+    assert flags[-1][0] is True and flags[-1][1] is remake
+    assert env.spec.max_episode_steps == 30

@@ -11,6 +11,10 @@ _ENVS = {
     ),
 }
 
+# No ``max_episode_steps`` here: every env's episode bound is its ``seq_len`` (a kwarg, or for
+# FillInBlank the data's length), so any registered number would make Gymnasium's TimeLimit cut
+# episodes of other lengths before they are scored. The envs end their episodes themselves and
+# fill the bound into ``env.spec.max_episode_steps`` (``textgan_envs.envs.core.EpisodeBoundSpec``).
 for _env_id, (_scalar, _vector) in _ENVS.items():
     if _env_id not in registry:
         register(

@@ -16,8 +16,8 @@ and a token-embedding extractor can read the ids back exactly.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -28,6 +28,9 @@ from textgan_envs.device import resolve_device
 from textgan_envs.discriminators import Discriminator, build_discriminator, eval_logits
 from textgan_envs.discriminators.training import discriminator_device
 from textgan_envs.rewards import get_reward_fn
+
+if TYPE_CHECKING:
+    from gymnasium.envs.registration import EnvSpec
 
 
 @dataclass
@@ -264,3 +267,50 @@ def check_render_mode(render_mode: str | None, supported: list[str], env_name: s
         "the env keeps render_mode=None and render() returns None"
     )
     return None
+
+
+class EpisodeBoundSpec:
+    """Reports the env's own episode bound, ``seq_len``, as ``spec.max_episode_steps``.
+
+    Why not in the registration: the bound is a keyword argument (``seq_len``; FillInBlank's
+    comes from its data), so a registered number would be right for the default only, and
+    Gymnasium's ``make`` would wrap a ``seq_len=30`` env in ``TimeLimit(20)``, cutting every
+    episode before the discriminator scores it. The envs end their episodes themselves
+    (terminated after ``seq_len`` steps at the latest, never truncated), so no ``TimeLimit``
+    is needed. This property fills the bound into the spec that ``make`` attaches (when the
+    spec has none), so tools that read ``env.spec.max_episode_steps`` see it, and re-making
+    from that spec (``gym.make(env.spec)``) adds a ``TimeLimit`` at the same bound, which never
+    cuts an episode short.
+    """
+
+    seq_len: int
+    _spec: EnvSpec | None = None
+
+    @property
+    def max_episode_steps(self) -> int:
+        """The longest episode this env can produce (``seq_len`` steps)."""
+        return self.seq_len
+
+    @property
+    def spec(self) -> EnvSpec | None:
+        return self._spec
+
+    @spec.setter
+    def spec(self, value: EnvSpec | None) -> None:
+        if value is not None and value.max_episode_steps is None:
+            value = replace(value, max_episode_steps=self.max_episode_steps)
+        self._spec = value
+
+
+def check_max_episode_steps(max_episode_steps: int | None, seq_len: int, env_name: str) -> None:
+    """Accept the ``max_episode_steps`` that ``gym.make_vec`` passes from a spec, if it cuts nothing.
+
+    A vector env has no ``TimeLimit`` wrapper; a bound below ``seq_len`` would have to cut
+    episodes before they are scored, so it is refused, naming both numbers.
+    """
+    if max_episode_steps is not None and int(max_episode_steps) < seq_len:
+        raise ValueError(
+            f"{env_name}: max_episode_steps={max_episode_steps} is below seq_len={seq_len}; "
+            "episodes end (and are scored) after seq_len steps at the latest, so the bound "
+            "would cut them before the discriminator sees them. Leave it None or >= seq_len"
+        )

@@ -5,7 +5,9 @@ and a mask (:mod:`textgan_envs.masking`). The agent sees the masked sequence ``m
 of the sequence up to the current position and the position, and chooses a token for the current
 *missing* position only: present tokens are copied by the env without asking the agent. The
 episode ends once the last position has been passed, so it lasts exactly as many steps as there
-are missing tokens.
+are missing tokens (at most ``seq_len``: ``env.spec.max_episode_steps``, filled in by
+:class:`~textgan_envs.envs.core.EpisodeBoundSpec` rather than registered, since it depends on
+the data).
 
 Reward for filling position ``t``: ``r_t = log D(x~_t | x~_<t, m(x))`` from the per-token
 :class:`~textgan_envs.discriminators.maskgan.MaskGANDiscriminator`, computed stably from its logit
@@ -49,7 +51,7 @@ from textgan_envs.discriminators.maskgan import (
     check_compatible,
     per_token_rewards,
 )
-from textgan_envs.envs.core import check_render_mode
+from textgan_envs.envs.core import EpisodeBoundSpec, check_max_episode_steps, check_render_mode
 from textgan_envs.masking import MASK_KINDS, apply_mask, check_present_rate, make_mask
 from textgan_envs.rewards import RewardFn, get_reward_fn
 from textgan_envs.sampling import sample_sequences
@@ -372,7 +374,7 @@ class _FillInBlankBase:
         return " ".join("_" if i == self.mask_token else self.vocab.id_to_token(i) for i in ids)
 
 
-class FillInTheBlankEnv(_FillInBlankBase, gym.Env):
+class FillInTheBlankEnv(EpisodeBoundSpec, _FillInBlankBase, gym.Env):
     """One fill-in-the-blank episode at a time (see the module docstring)."""
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
@@ -447,11 +449,13 @@ class FillInTheBlankEnv(_FillInBlankBase, gym.Env):
         return f"masked: {self.decode(obs['masked'])}\nfilled: {self.decode(obs['filled'][: obs['position']])}"
 
 
-class FillInTheBlankVectorEnv(_FillInBlankBase, VectorEnv):
+class FillInTheBlankVectorEnv(EpisodeBoundSpec, _FillInBlankBase, VectorEnv):
     """``num_envs`` episodes stepped together in one discriminator call; next-step autoreset.
 
     A sub-env whose episode ended on the previous step is reset on this step (its action is
     ignored, its reward is 0), as in Gymnasium's native vector envs.
+    ``max_episode_steps`` is accepted for ``gym.make_vec`` (a spec's bound) when ``None`` or at
+    least ``seq_len``.
     """
 
     metadata = {"render_modes": ["ansi"], "autoreset_mode": AutoresetMode.NEXT_STEP}
@@ -474,6 +478,7 @@ class FillInTheBlankVectorEnv(_FillInBlankBase, VectorEnv):
         device: str | torch.device = "cpu",
         render_mode: str | None = None,
         corpus: str | os.PathLike[str] | None = None,
+        max_episode_steps: int | None = None,
     ) -> None:
         if int(num_envs) < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
@@ -483,6 +488,7 @@ class FillInTheBlankVectorEnv(_FillInBlankBase, VectorEnv):
             seq_len, max_sentences, mask, present_rate, discriminator, reward_mode,
             discriminator_seed, device,
         )  # fmt: skip
+        check_max_episode_steps(max_episode_steps, self.seq_len, type(self).__name__)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         render_mode = check_render_mode(

@@ -14,6 +14,7 @@ from gymnasium.error import InvalidAction, ResetNeeded
 from textgan_envs.discriminators import Discriminator
 from textgan_envs.envs.core import (
     DecodeFn,
+    EpisodeBoundSpec,
     TextGenerationCore,
     action_mask,
     check_render_mode,
@@ -50,7 +51,7 @@ def scalar_action(action: Any, vocab_size: int) -> int:
     return value
 
 
-class TextGenerationEnv(gym.Env):
+class TextGenerationEnv(EpisodeBoundSpec, gym.Env):
     """## Description
 
     Generate a token sequence one token per step; at the end a discriminator judges
@@ -80,7 +81,9 @@ class TextGenerationEnv(gym.Env):
     ## Episode End
 
     Terminated after `seq_len` tokens, or at the EOS token when `stop_at_eos`
-    (the rest of the sequence is then PAD). Never truncated.
+    (the rest of the sequence is then PAD). Never truncated. `env.spec.max_episode_steps`
+    is `seq_len` (the registration sets none: it depends on `seq_len`; see
+    `textgan_envs.envs.core.EpisodeBoundSpec`).
 
     ## Info
 

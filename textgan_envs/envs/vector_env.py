@@ -30,9 +30,11 @@ from torch import Tensor
 from textgan_envs.discriminators import Discriminator
 from textgan_envs.envs.core import (
     DecodeFn,
+    EpisodeBoundSpec,
     TextGenerationCore,
     action_mask,
     check_action_tensor,
+    check_max_episode_steps,
     check_render_mode,
     observation_space,
     validate_actions,
@@ -41,7 +43,7 @@ from textgan_envs.envs.sources import RealDataSource, corpus_setup, oracle_setup
 from textgan_envs.envs.text_env import _default_decode
 
 
-class TextGenerationVectorEnv(VectorEnv):
+class TextGenerationVectorEnv(EpisodeBoundSpec, VectorEnv):
     """## Description
 
     `num_envs` copies of :class:`~textgan_envs.envs.text_env.TextGenerationEnv`
@@ -63,6 +65,8 @@ class TextGenerationVectorEnv(VectorEnv):
     before the discriminator sees the tokens, so a GPU caller's token loop has
     no host sync. An out-of-range id then raises `InvalidAction` at the end of
     its episode instead of at its own step.
+    `max_episode_steps`: accepted for `gym.make_vec` (which passes a spec's bound) when it
+    is `None` or at least `seq_len`; episodes end by themselves after `seq_len` steps.
 
     ## Version History
 
@@ -93,6 +97,7 @@ class TextGenerationVectorEnv(VectorEnv):
         render_mode: str | None = None,
         device: str | torch.device = "cpu",
         action_check: Literal["step", "episode"] = "step",
+        max_episode_steps: int | None = None,
     ) -> None:
         render_mode = check_render_mode(
             render_mode, self.metadata["render_modes"], type(self).__name__
@@ -112,6 +117,7 @@ class TextGenerationVectorEnv(VectorEnv):
         )
         self.num_envs = self.core.num_envs
         self.vocab_size, self.seq_len = self.core.vocab_size, self.core.seq_len
+        check_max_episode_steps(max_episode_steps, self.seq_len, type(self).__name__)
         self.device = self.core.device
         self.real_data = real_data
         self.decode = decode or _default_decode
@@ -254,6 +260,7 @@ class OracleVectorEnv(TextGenerationVectorEnv):
         as_torch: bool = False,
         render_mode: str | None = None,
         device: str | torch.device = "cpu",
+        max_episode_steps: int | None = None,
     ) -> None:
         setup = oracle_setup(vocab_size, seq_len, oracle_seed, oracle_path, device=device)
         super().__init__(
@@ -264,6 +271,7 @@ class OracleVectorEnv(TextGenerationVectorEnv):
             as_torch=as_torch,
             render_mode=render_mode,
             device=device,
+            max_episode_steps=max_episode_steps,
             **setup,
         )
 
@@ -293,6 +301,7 @@ class CorpusVectorEnv(TextGenerationVectorEnv):
         as_torch: bool = False,
         render_mode: str | None = None,
         device: str | torch.device = "cpu",
+        max_episode_steps: int | None = None,
     ) -> None:
         setup = corpus_setup(
             corpus_path,
@@ -312,5 +321,6 @@ class CorpusVectorEnv(TextGenerationVectorEnv):
             as_torch=as_torch,
             render_mode=render_mode,
             device=device,
+            max_episode_steps=max_episode_steps,
             **setup,
         )
