@@ -6,7 +6,8 @@
   SB3 ``VecEnv`` (one batched step for all envs instead of ``DummyVecEnv``'s loop),
   including ``action_masks()`` for sb3-contrib's ``MaskablePPO``.
 * :class:`DiscriminatorUpdateCallback` feeds finished episodes to a
-  :class:`~textgan_envs.adversarial.DiscriminatorTrainer` during ``learn``.
+  :class:`~textgan_envs.adversarial.DiscriminatorTrainer` during ``learn`` and trains the
+  discriminator on a :class:`DiscriminatorSchedule` (every N rollouts or N sequences).
 
 The discriminator is updated in place, so the callback works with the adapter
 or ``DummyVecEnv`` (same process) but not with ``SubprocVecEnv`` (copies).
@@ -15,7 +16,8 @@ or ``DummyVecEnv`` (same process) but not with ``SubprocVecEnv`` (copies).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -167,17 +169,77 @@ class SB3VecEnvAdapter(VecEnv):
         return [None] * self.num_envs
 
 
-class DiscriminatorUpdateCallback(BaseCallback):
-    """Hands every finished episode's ``info["sequence"]`` to a :class:`DiscriminatorTrainer`.
+@dataclass(frozen=True)
+class DiscriminatorSchedule:
+    """When, and how much, the discriminator trains during an SB3 ``learn``.
 
-    The trainer decides when to update (every ``update_every`` episodes); its
+    A phase is SeqGAN's: ``d_steps`` times, draw ``n_samples`` generated sequences and as many
+    real ones, and train ``epochs`` epochs on them. The generated ones come from the trainer's
+    ``fake_sampler`` if it has one, else from the newest episodes (those since the last phase,
+    or the newest ``n_samples`` if fewer finished), so the discriminator learns against the
+    current policy, not against sequences from thousands of episodes ago. Phases run either every ``every_rollouts`` SB3 rollouts
+    (at the rollout's end, before the policy update, so all rewards of a rollout come from one
+    discriminator) or every ``every_sequences`` finished episodes (on the step that completes
+    them, mid-rollout). Give at most one; with neither, ``every_sequences=256``.
+
+    Why these defaults: a phase costs about ``d_steps * epochs * 2 * n_samples``
+    discriminator rows, the policy's cost grows with the sequences generated, so the ratio
+    (``2 * n_samples / every_sequences`` rows per generated sequence; 2 by default: each
+    sequence seen about once, against one real one) fixes the overhead whatever the rollout
+    size. SeqGAN's own phase (5 x 3 epochs on 10,000 samples) is 30 times that and, run every
+    64 episodes, made PPO about 20x slower (BENCHMARKS.md, "stable-baselines3 discriminator
+    callback"); pass ``d_steps=5, epochs=3`` for SeqGAN's ratio of steps to epochs.
+    """
+
+    every_rollouts: int | None = None
+    """Rollouts between two phases (``None``: count sequences instead)."""
+    every_sequences: int | None = None
+    """Finished episodes between two phases (``None`` with ``every_rollouts`` unset: 256)."""
+    d_steps: int = 1
+    """Fresh real/generated draws per phase (SeqGAN: 5)."""
+    epochs: int = 1
+    """Training epochs on each draw (SeqGAN: 3)."""
+    n_samples: int = 256
+    """Generated sequences per draw, and as many real ones (capped by the trainer's buffer)."""
+
+    DEFAULT_EVERY_SEQUENCES: ClassVar[int] = 256
+
+    def __post_init__(self) -> None:
+        if self.every_rollouts is not None and self.every_sequences is not None:
+            raise ValueError(
+                "give every_rollouts or every_sequences, not both "
+                f"(got {self.every_rollouts} and {self.every_sequences})"
+            )
+        if self.every_rollouts is None and self.every_sequences is None:
+            object.__setattr__(self, "every_sequences", self.DEFAULT_EVERY_SEQUENCES)
+        for name in ("every_rollouts", "every_sequences", "d_steps", "epochs", "n_samples"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or int(value) < 1):
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+class DiscriminatorUpdateCallback(BaseCallback):
+    """Trains the reward's discriminator during ``learn`` on a :class:`DiscriminatorSchedule`.
+
+    Every finished episode's ``info["sequence"]`` goes to the :class:`DiscriminatorTrainer`'s
+    buffer; the schedule alone decides when a phase runs and how large it is. From the
+    trainer the callback uses its optimizer, ``batch_size``, buffer, real data and
+    ``fake_sampler``, not its ``update_every``/``d_steps``/``epochs``/``n_samples`` (those
+    drive :meth:`DiscriminatorTrainer.observe`, our own agents' route). Each phase's
     statistics are recorded under ``discriminator/`` in SB3's logger.
     """
 
-    def __init__(self, trainer: DiscriminatorTrainer, verbose: int = 0) -> None:
+    def __init__(
+        self,
+        trainer: DiscriminatorTrainer,
+        schedule: DiscriminatorSchedule | None = None,
+        verbose: int = 0,
+    ) -> None:
         super().__init__(verbose)
         self.trainer = trainer
+        self.schedule = schedule or DiscriminatorSchedule()
         self.last_stats: dict[str, float] | None = None
+        self.rollouts_since_update = 0
 
     def _on_step(self) -> bool:
         infos = self.locals.get("infos", [])
@@ -188,14 +250,30 @@ class DiscriminatorUpdateCallback(BaseCallback):
             if done and "sequence" in info
         ]
         if seqs:
-            stats = self.trainer.observe(np.stack(seqs))
-            if stats is not None:
-                self.last_stats = stats
-                for key, value in stats.items():
-                    self.logger.record(f"discriminator/{key}", value)
-                if self.verbose:
-                    print(f"discriminator update {int(stats['updates'])}: {stats}")
+            self.trainer.add(np.stack(seqs))
+            every = self.schedule.every_sequences
+            if every is not None and self.trainer.episodes_since_update >= every:
+                self._update()
         return True
+
+    def _on_rollout_end(self) -> None:
+        every = self.schedule.every_rollouts
+        if every is None:
+            return
+        self.rollouts_since_update += 1
+        if self.rollouts_since_update >= every and self.trainer.episodes_seen > 0:
+            self._update()
+
+    def _update(self) -> None:
+        sched = self.schedule
+        newest = max(sched.n_samples, self.trainer.episodes_since_update)
+        stats = self.trainer.update(sched.d_steps, sched.epochs, sched.n_samples, newest)
+        self.rollouts_since_update = 0
+        self.last_stats = stats
+        for key, value in stats.items():
+            self.logger.record(f"discriminator/{key}", value)
+        if self.verbose:
+            print(f"discriminator update {int(stats['updates'])}: {stats}")
 
 
 class SB3SequencePolicy:

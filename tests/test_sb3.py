@@ -14,6 +14,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor, VecNormali
 
 import textgan_envs  # noqa: F401  (registers the ids)
 from agents.sb3 import (
+    DiscriminatorSchedule,
     DiscriminatorUpdateCallback,
     SB3VecEnvAdapter,
     TokenEmbeddingExtractor,
@@ -187,27 +188,102 @@ def test_maskable_ppo_never_emits_forbidden_tokens(tmp_path: Path) -> None:
     assert not set(emitted) & set(forbidden.tolist())
 
 
-def test_callback_updates_discriminator_during_learn() -> None:
+def _learn_with_schedule(
+    schedule: DiscriminatorSchedule | None, steps: int = 480
+) -> tuple[DiscriminatorTrainer, DiscriminatorUpdateCallback, list[int]]:
+    """PPO on 4 envs, T=6, rollouts of 12 steps (8 sequences): 480 steps = 10 rollouts, 80 sequences.
+
+    Returns the trainer, the callback and the optimizer steps taken in each phase.
+    """
     d = build_discriminator("lstm", 50, 6, seed=0)
-    venv = OracleVectorEnv(num_envs=8, vocab_size=50, seq_len=6, discriminator=d)
-    trainer = DiscriminatorTrainer(
-        d, venv.real_data, AdversarialConfig(update_every=32, d_steps=1, epochs=1, batch_size=32)
-    )
-    before = [p.detach().clone() for p in d.parameters()]
+    venv = OracleVectorEnv(num_envs=4, vocab_size=50, seq_len=6, discriminator=d)
+    trainer = DiscriminatorTrainer(d, venv.real_data, AdversarialConfig(batch_size=16))
+    steps_per_phase: list[int] = []
+    optimizer_step = trainer.optimizer.step
+
+    def counting_step(*args, **kwargs):
+        steps_per_phase[-1] += 1
+        return optimizer_step(*args, **kwargs)
+
+    trainer.optimizer.step = counting_step
+    trainer_update = trainer.update
+
+    def counting_update(*args, **kwargs):
+        steps_per_phase.append(0)
+        return trainer_update(*args, **kwargs)
+
+    trainer.update = counting_update
     model = PPO(
         "MlpPolicy",
         SB3VecEnvAdapter(venv),
         n_steps=12,
         batch_size=48,
+        n_epochs=1,
         policy_kwargs=token_policy_kwargs(),
+        seed=0,
         device="cpu",
     )
-    callback = DiscriminatorUpdateCallback(trainer)
-    model.learn(8 * 6 * 10, callback=callback)
-    assert trainer.episodes_seen == 80 and trainer.updates == 2
-    assert callback.last_stats is not None
-    assert any(not torch.equal(a, b) for a, b in zip(before, d.parameters(), strict=True))
-    assert not d.training
+    callback = DiscriminatorUpdateCallback(trainer, schedule)
+    model.learn(steps, callback=callback)
+    return trainer, callback, steps_per_phase
+
+
+@pytest.mark.parametrize(
+    ("schedule", "phases"),
+    [
+        (DiscriminatorSchedule(every_rollouts=1), 10),
+        (DiscriminatorSchedule(every_rollouts=3), 3),
+        (DiscriminatorSchedule(every_sequences=16), 5),
+        (DiscriminatorSchedule(every_sequences=12), 6),  # 4 finish together: at 12, 24, ..., 72
+        (None, 0),  # the default, every 256 sequences: none in 80
+    ],
+)
+def test_callback_follows_its_schedule(schedule: DiscriminatorSchedule | None, phases: int) -> None:
+    trainer, callback, steps = _learn_with_schedule(schedule)
+    assert trainer.episodes_seen == 80
+    assert trainer.updates == phases and len(steps) == phases
+    assert (callback.last_stats is not None) == (phases > 0)
+
+
+def test_each_phase_runs_d_steps_times_epochs_on_n_samples() -> None:
+    """2 d-steps x 3 epochs on 8 generated + 8 real rows, batch 16: 6 optimizer steps a phase."""
+    schedule = DiscriminatorSchedule(every_sequences=16, d_steps=2, epochs=3, n_samples=8)
+    trainer, _, steps = _learn_with_schedule(schedule)
+    assert steps == [6] * 5
+    schedule = DiscriminatorSchedule(every_sequences=16, d_steps=1, epochs=2, n_samples=16)
+    assert _learn_with_schedule(schedule)[2] == [4] * 5  # 32 rows: 2 batches x 2 epochs
+
+
+def test_default_schedule_and_bad_schedules() -> None:
+    default = DiscriminatorSchedule()
+    assert (default.every_rollouts, default.every_sequences) == (None, 256)
+    assert (default.d_steps, default.epochs, default.n_samples) == (1, 1, 256)
+    assert DiscriminatorSchedule(every_rollouts=2).every_sequences is None
+    with pytest.raises(ValueError, match="not both"):
+        DiscriminatorSchedule(every_rollouts=1, every_sequences=64)
+    with pytest.raises(ValueError, match="d_steps must be an integer >= 1"):
+        DiscriminatorSchedule(d_steps=0)
+
+
+def test_phases_train_against_the_newest_sequences(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not against old ones from the buffer: the generated draws are the last phase's episodes."""
+    import textgan_envs.adversarial as adversarial
+
+    seen: list[torch.Tensor] = []
+
+    def spy(disc, optimizer, real, fake, **kwargs):
+        seen.append(fake.clone())
+        return {"loss": 0.0, "accuracy": 1.0}
+
+    monkeypatch.setattr(adversarial, "train_discriminator", spy)
+    d = build_discriminator("lstm", 50, 6, seed=0)
+    trainer = DiscriminatorTrainer(d, OracleVectorEnv(1, 50, 6, discriminator=d).real_data)
+    for value in range(10):  # 10 batches of 4 sequences, each filled with its batch number
+        trainer.add(torch.full((4, 6), value))
+    trainer.update(d_steps=1, epochs=1, n_samples=8, newest=8)
+    assert sorted(set(seen[-1][:, 0].tolist())) == [8, 9]
+    trainer.update(d_steps=1, epochs=1, n_samples=40)  # whole buffer (the trainer's own route)
+    assert len(set(seen[-1][:, 0].tolist())) == 10
 
 
 def test_scalar_env_masks_reach_maskable_ppo_through_gym_make(tmp_path: Path) -> None:

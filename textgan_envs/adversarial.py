@@ -104,6 +104,13 @@ class DiscriminatorTrainer:
 
         Returns that phase's statistics, or ``None`` if no update ran.
         """
+        if self.add(sequences) and self.episodes_since_update >= self.config.update_every:
+            return self.update()
+        return None
+
+    def add(self, sequences: Tensor | np.ndarray) -> int:
+        """Store finished sequences ``[k, T]`` without updating (for callers with their own
+        schedule, e.g. :class:`agents.sb3.DiscriminatorUpdateCallback`); returns ``k``."""
         seqs = torch.as_tensor(
             np.asarray(sequences) if not isinstance(sequences, Tensor) else sequences
         )
@@ -115,7 +122,7 @@ class DiscriminatorTrainer:
             )
         seqs = seqs.long().cpu()
         if len(seqs) == 0:
-            return None
+            return 0
         if self._buffer is None:
             self._buffer = torch.zeros((self.config.buffer_size, seqs.shape[1]), dtype=torch.long)
         elif seqs.shape[1] != self._buffer.shape[1]:
@@ -129,34 +136,49 @@ class DiscriminatorTrainer:
             self._filled = min(self.config.buffer_size, self._filled + len(row))
         self.episodes_seen += len(seqs)
         self.episodes_since_update += len(seqs)
-        if self.episodes_since_update >= self.config.update_every:
-            return self.update()
-        return None
+        return len(seqs)
 
-    def _fakes(self, n: int) -> Tensor:
+    def _fakes(self, n: int, newest: int | None = None) -> Tensor:
         if self.fake_sampler is not None:
             return self.fake_sampler(n)
         assert self._buffer is not None
-        idx = torch.randperm(self._filled, generator=self.generator)[:n]
+        window = self._filled if newest is None else max(1, min(int(newest), self._filled))
+        idx = torch.randperm(window, generator=self.generator)[:n]
+        if newest is not None:  # positions among the newest rows of the ring buffer
+            idx = (self._next - window + idx) % self.config.buffer_size
         return self._buffer[idx]
 
-    def update(self) -> dict[str, float]:
-        """One discriminator phase now (``d_steps`` draws x ``epochs`` epochs)."""
+    def update(
+        self,
+        d_steps: int | None = None,
+        epochs: int | None = None,
+        n_samples: int | None = None,
+        newest: int | None = None,
+    ) -> dict[str, float]:
+        """One discriminator phase now (``d_steps`` draws x ``epochs`` epochs).
+
+        Arguments left ``None`` come from the config, so a caller with its own schedule can
+        size the phase without a second trainer. ``newest``: draw the generated sequences
+        from the ``newest`` most recent ones only (the current generator's, as SeqGAN's
+        fresh samples are), not from the whole buffer.
+        """
         if self._filled == 0 and self.fake_sampler is None:
             raise RuntimeError("no generated sequences observed yet: nothing to train against")
         cfg = self.config
-        n = cfg.n_samples or self._filled
+        d_steps = cfg.d_steps if d_steps is None else int(d_steps)
+        epochs = cfg.epochs if epochs is None else int(epochs)
+        n = n_samples or cfg.n_samples or self._filled
         device = discriminator_device(self.discriminator)
         stats: dict[str, float] = {}
-        for _ in range(cfg.d_steps):
-            fake = self._fakes(n).to(device)
+        for _ in range(d_steps):
+            fake = self._fakes(n, newest).to(device)
             real = self._sample_real(len(fake)).to(device)
             stats = train_discriminator(
                 self.discriminator,
                 self.optimizer,
                 real,
                 fake,
-                epochs=cfg.epochs,
+                epochs=epochs,
                 batch_size=cfg.batch_size,
                 generator=self.generator,
             )

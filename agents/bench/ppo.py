@@ -4,7 +4,7 @@ Why it is shaped like this: the spec asks for unmodified SB3 PPO on the same env
 cell trains ``PPO("MlpPolicy")`` with the token-embedding extractor on the seed's own data,
 oracle and discriminator (the agents' :func:`agents.training.build_setup`), rewarded by the
 same discriminator, which :class:`agents.sb3.DiscriminatorUpdateCallback` keeps training on
-SeqGAN's schedule. The trained policy is wrapped by :class:`agents.sb3.SB3SequencePolicy` and
+SeqGAN's schedule (a :class:`agents.sb3.DiscriminatorSchedule` of one phase per rollout). The trained policy is wrapped by :class:`agents.sb3.SB3SequencePolicy` and
 evaluated by exactly the code every other variant gets.
 
 Budget mapping: one bench generator update = one PPO update, i.e. one rollout of ``batch_size``
@@ -76,7 +76,12 @@ def run_ppo_cell(runner: Any, seed: int, budget: int, out_dir: Path) -> list[Row
 
     from agents.bench import runners as rn
     from agents.checkpoint import atomic_save, load_checkpoint
-    from agents.sb3 import DiscriminatorUpdateCallback, SB3SequencePolicy, token_policy_kwargs
+    from agents.sb3 import (
+        DiscriminatorSchedule,
+        DiscriminatorUpdateCallback,
+        SB3SequencePolicy,
+        token_policy_kwargs,
+    )
     from agents.training import build_setup
     from textgan_envs.adversarial import AdversarialConfig, DiscriminatorTrainer
 
@@ -130,18 +135,18 @@ def run_ppo_cell(runner: Any, seed: int, budget: int, out_dir: Path) -> list[Row
     trainer = DiscriminatorTrainer(
         setup.discriminator,
         real_sampler,
-        AdversarialConfig(
-            update_every=n_envs,
-            d_steps=max(1, common.d_steps),
-            epochs=common.d_epochs,
-            n_samples=common.d_negatives,
-            batch_size=common.d_batch_size,
-        ),
+        AdversarialConfig(batch_size=common.d_batch_size),
         optimizer=setup.d_optimizer,
         fake_sampler=fake_sampler,
         seed=seed + 4,
     )
-    callback = DiscriminatorUpdateCallback(trainer)
+    schedule = DiscriminatorSchedule(  # after every rollout: the agents' schedule, g_steps = 1
+        every_rollouts=1,
+        d_steps=max(1, common.d_steps),
+        epochs=common.d_epochs,
+        n_samples=common.d_negatives,
+    )
+    callback = DiscriminatorUpdateCallback(trainer, schedule)
 
     def record(step: int, elapsed: float, extra: Row) -> None:
         row = evaluate(policy, task.eval_data, settings, 1.0, rn._eval_seed(seed))
