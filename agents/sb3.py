@@ -186,9 +186,10 @@ class DiscriminatorSchedule:
     discriminator rows, the policy's cost grows with the sequences generated, so the ratio
     (``2 * n_samples / every_sequences`` rows per generated sequence; 2 by default: each
     sequence seen about once, against one real one) fixes the overhead whatever the rollout
-    size. SeqGAN's own phase (5 x 3 epochs on 10,000 samples) is 30 times that and, run every
-    64 episodes, made PPO about 20x slower (BENCHMARKS.md, "stable-baselines3 discriminator
-    callback"); pass ``d_steps=5, epochs=3`` for SeqGAN's ratio of steps to epochs.
+    size: 1.3x PPO alone at V=50, T=8 (BENCHMARKS.md, "stable-baselines3 discriminator
+    callback"). The callback's previous schedule, SeqGAN's phase (5 d-steps x 3 epochs) on the
+    whole buffer every 64 episodes, made the same PPO run 11-15x slower; pass
+    ``d_steps=5, epochs=3`` for SeqGAN's ratio of steps to epochs.
     """
 
     every_rollouts: int | None = None
