@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -402,3 +403,76 @@ def test_non_default_seq_len_episode_is_scored_not_truncated(remake: bool) -> No
     assert flags[:-1] == [(False, False)] * 29
     assert flags[-1][0] is True and flags[-1][1] is remake
     assert env.spec.max_episode_steps == 30
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+SPACE_NAMES = ("Box(", "Dict(", "Discrete(", "DiscreteWithout(", "MultiDiscrete(")
+
+
+def readme_space_table() -> dict[str, tuple[list[str], list[str]]]:
+    """README "Environments" table: env id -> (observation space spans, action space spans)."""
+    section = README.read_text(encoding="utf-8").split("## Environments\n", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    blocks = [b.strip() for b in section.split("\n\n")]
+    table = next(b for b in blocks if b.startswith("|") and "observation space" in b.split("\n")[0])
+    header = [c.strip() for c in table.splitlines()[0].strip("|").split("|")]
+    obs_col, act_col = header.index("observation space"), header.index("action space")
+    rows = {}
+    for line in table.splitlines()[2:]:
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
+
+        def spans(cell: str) -> list[str]:
+            return [s for s in re.findall(r"`([^`]+)`", cell) if s.startswith(SPACE_NAMES)]
+
+        rows[cells[0].strip("`")] = (spans(cells[obs_col]), spans(cells[act_col]))
+    return rows
+
+
+def readme_space(expr: str, V: int, T: int) -> gym.Space:
+    """Evaluate a README space expression with ``V`` and ``T`` bound."""
+    from textgan_envs.envs.fill_in_blank import DiscreteWithout
+
+    names = {
+        "V": V,
+        "T": T,
+        "int64": np.int64,
+        "Box": lambda low, high, shape, dtype: gym.spaces.Box(
+            low, np.asarray(high, dtype=dtype), shape, dtype
+        ),
+        "Discrete": gym.spaces.Discrete,
+        "MultiDiscrete": lambda nvec: gym.spaces.MultiDiscrete(np.asarray(nvec, dtype=np.int64)),
+        "Dict": lambda **subspaces: gym.spaces.Dict(subspaces),
+        "DiscreteWithout": DiscreteWithout,
+    }
+    return eval(expr, {"__builtins__": {}}, names)  # noqa: S307  (our own README, fixed names)
+
+
+def test_readme_space_table_matches_every_env(corpus_file: Path) -> None:
+    from textgan_envs.oracle import OracleLSTM
+
+    table = readme_space_table()
+    assert set(table) == set(TEXTGAN_IDS)
+    oracle = OracleLSTM.random(seed=0, vocab_size=20, emb_dim=4, hidden_dim=4, seq_len=6)
+    cases = [  # (env id, kwargs, which action span)
+        ("textgan/Oracle-v0", {"vocab_size": 12, "seq_len": 5, "discriminator": "lstm"}, 0),
+        ("textgan/Corpus-v0", {"corpus_path": str(corpus_file), "seq_len": 6}, 0),
+        ("textgan/FillInBlank-v0", {"oracle": oracle}, 0),
+        ("textgan/FillInBlank-v0", {"corpus_path": str(corpus_file), "seq_len": 7}, 1),
+    ]
+    for env_id, kwargs, action_span in cases:
+        env = gym.make(env_id, **kwargs).unwrapped
+        V, T = env.vocab_size, env.seq_len
+        (obs_expr,), act_exprs = table[env_id]
+        assert env.observation_space == readme_space(obs_expr, V, T), (env_id, obs_expr)
+        assert env.action_space == readme_space(act_exprs[action_span], V, T), (env_id, kwargs)
+        venv = gym.make_vec(env_id, num_envs=2, vectorization_mode="vector_entry_point", **kwargs)
+        assert venv.single_observation_space == env.observation_space
+        assert venv.single_action_space == env.action_space
+        assert env.spec.max_episode_steps == T
+
+
+def test_kwargs_of_another_env_are_rejected_naming_env_and_kwarg(corpus_file: Path) -> None:
+    with pytest.raises(TypeError, match=r"'vocab_size'.*textgan/FillInBlank-v0"):
+        gym.make("textgan/FillInBlank-v0", corpus_path=str(corpus_file), vocab_size=50)
+    with pytest.raises(TypeError, match=r"'corpus_path'.*textgan/Oracle-v0"):
+        gym.make("textgan/Oracle-v0", corpus_path=str(corpus_file))
