@@ -68,6 +68,11 @@ def test_extractor_refuses_values_that_are_not_token_ids(row: list[float], col: 
 def _normalized_ppo(norm_obs: bool) -> PPO:
     venv = OracleVectorEnv(num_envs=4, vocab_size=50, seq_len=6, discriminator=pattern_d())
     env = VecNormalize(SB3VecEnvAdapter(venv), norm_obs=norm_obs, norm_reward=True)
+    return _tiny_ppo(env)
+
+
+def _tiny_ppo(env) -> PPO:
+    """PPO with the token extractor, one 12-step rollout per update, on CPU."""
     return PPO(
         "MlpPolicy",
         env,
@@ -213,16 +218,7 @@ def _learn_with_schedule(
         return trainer_update(*args, **kwargs)
 
     trainer.update = counting_update
-    model = PPO(
-        "MlpPolicy",
-        SB3VecEnvAdapter(venv),
-        n_steps=12,
-        batch_size=48,
-        n_epochs=1,
-        policy_kwargs=token_policy_kwargs(),
-        seed=0,
-        device="cpu",
-    )
+    model = _tiny_ppo(SB3VecEnvAdapter(venv))
     callback = DiscriminatorUpdateCallback(trainer, schedule)
     model.learn(steps, callback=callback)
     return trainer, callback, steps_per_phase
