@@ -94,24 +94,18 @@ RELEVANT_CPU_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16"
 def cpu_summary() -> str:
     """The CPU's model name and the flags the kernel's speed depends on, for benchmark
     tables (e.g. ``"AMD EPYC; avx avx2 fma; no avx512f avx512_bf16"``)."""
-    model, flags = platform.processor() or platform.machine(), set()
+    model = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
-            for line in info:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name" and model == (
-                    platform.processor() or platform.machine()
-                ):
-                    model = value.strip()
-                elif key.strip() in ("flags", "Features") and not flags:
-                    flags = set(value.split())
+            names = [line for line in info if line.startswith("model name")]
+        model = names[0].partition(":")[2].strip() if names else model
     except OSError:
         pass
+    flags = set(_cpu_signature().partition(":")[2].split())
     have = [f for f in RELEVANT_CPU_FLAGS if f in flags]
     lack = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16") if f not in flags]
-    return f"{model}; {' '.join(have) or 'no listed flags'}" + (
-        f"; no {' '.join(lack)}" if lack else ""
-    )
+    summary = f"{model}; {' '.join(have) or 'no listed flags'}"
+    return summary + (f"; no {' '.join(lack)}" if lack else "")
 
 
 def _flag_sets(arch: str) -> list[list[str]]:
