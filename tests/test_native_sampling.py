@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -184,6 +185,54 @@ def test_switching_the_kernel_off_uses_pytorch_silently(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "available False" in done.stdout and "unavailable" not in done.stderr
     assert not list(Path(tmp_path).iterdir())  # nothing was built
+
+
+def _compiler_without_march_native(tmp_path: Path) -> Path:
+    """A ``cc`` that refuses ``-march=native``, as a compiler that does not know the CPU does."""
+    real = shutil.which(os.environ.get("CC", "cc"))
+    if real is None:
+        pytest.skip("no C compiler on this machine")
+    wrapper = tmp_path / "cc-without-march-native"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in *-march=native*) echo "unknown CPU" >&2; exit 1;; esac\n'
+        f'exec "{real}" "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def test_a_baseline_only_build_is_not_the_default_but_can_be_forced(tmp_path):
+    """Where ``-march=native`` fails, the baseline build (slower than PyTorch's ops) stays
+    unused by default, with one warning; ``TEXTGAN_NATIVE_SAMPLING=1`` uses it anyway."""
+    env = {"CC": str(_compiler_without_march_native(tmp_path)), "TEXTGAN_CACHE_DIR": str(tmp_path)}
+    default = _run(_SAME_AS_PYTORCH, env)
+    assert default.returncode == 0, default.stderr
+    assert "available False" in default.stdout
+    assert default.stderr.count("did not build for this CPU") == 1
+    assert list(Path(tmp_path).glob("categorical-*.so"))  # it did build, for the baseline
+    forced = _run(
+        """
+        import torch
+        from textgan_envs import native_sampling, sampling
+        assert native_sampling.native_sampling_available()
+        assert "-march=native" not in native_sampling.build_flags()
+        logits = torch.zeros(2000, 600)
+        a = sampling.sample_categorical(logits, torch.Generator().manual_seed(0))
+        b = sampling.sample_categorical_inverse_cdf(logits, torch.Generator().manual_seed(0))
+        assert not torch.equal(a, b), "the kernel was not used"
+        print("forced ok")
+        """,
+        {**env, "TEXTGAN_NATIVE_SAMPLING": "1"},
+    )
+    assert forced.returncode == 0 and "forced ok" in forced.stdout, forced.stderr
+    assert "did not build for this CPU" not in forced.stderr
+
+
+def test_a_bad_native_sampling_setting_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("TEXTGAN_NATIVE_SAMPLING", "yes")
+    with pytest.raises(ValueError, match="TEXTGAN_NATIVE_SAMPLING must be one of"):
+        N.native_sampling_available()
 
 
 def test_the_kernel_is_built_once_and_a_corrupt_cached_build_is_replaced(tmp_path):
