@@ -6,6 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from gymnasium.error import InvalidAction
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -174,7 +175,7 @@ def test_oracle_source_appends_mask_id_and_masks_token_zero() -> None:
     assert env.observation_space.contains(obs)
     missing = obs["masked"] == 20
     assert missing.any(axis=1).all()
-    with pytest.raises(ValueError, match="MASK token"):
+    with pytest.raises(InvalidAction, match="MASK token"):
         env.step(np.full(3, 20))
 
 
@@ -203,7 +204,7 @@ def test_corpus_action_space_excludes_the_reserved_mask_id() -> None:
     allowed[[Vocabulary.MASK, 7]] = 1
     assert {int(space.sample(mask=allowed)) for _ in range(20)} == {7}
     env.reset(seed=0)
-    with pytest.raises(ValueError, match="MASK token"):
+    with pytest.raises(InvalidAction, match="MASK token"):
         env.step(Vocabulary.MASK)
 
 
@@ -251,8 +252,21 @@ def test_bad_input_fails_with_clear_messages() -> None:
     with pytest.raises(RuntimeError, match="reset"):
         env.step(5)
     env.reset(seed=0)
-    with pytest.raises(ValueError, match="MASK token"):
+    with pytest.raises(InvalidAction, match="MASK token"):
         env.step(Vocabulary.MASK)
+    with pytest.raises(InvalidAction, match=r"FillInTheBlankEnv: actions must be token ids"):
+        env.step(V + 7)
+
+
+def test_a_seq_len_that_disagrees_with_the_data_or_oracle_is_refused() -> None:
+    """``seq_len`` next to ``data=``/``oracle=`` used to be ignored without a word."""
+    with pytest.raises(ValueError, match=r"seq_len=3 disagrees with the data's sequence length"):
+        FillInTheBlankEnv(data=_data(), vocab=_vocab(), seq_len=3)
+    oracle = OracleLSTM.random(seed=0, vocab_size=20, emb_dim=4, hidden_dim=4, seq_len=6)
+    with pytest.raises(ValueError, match=r"seq_len=8 disagrees with the oracle's"):
+        FillInTheBlankVectorEnv(2, oracle=oracle, seq_len=8)
+    assert FillInTheBlankEnv(data=_data(), vocab=_vocab(), seq_len=T).seq_len == T
+    assert FillInTheBlankVectorEnv(2, oracle=oracle, seq_len=6).seq_len == 6
 
 
 def test_coco_corpus_episode_decodes() -> None:

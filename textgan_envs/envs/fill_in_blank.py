@@ -39,6 +39,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
+from gymnasium.error import InvalidAction
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 from torch import Tensor
@@ -58,6 +59,16 @@ from textgan_envs.sampling import sample_sequences
 from textgan_envs.vocab import Vocabulary
 
 ENV_ID = "textgan/FillInBlank-v0"
+DEFAULT_SEQ_LEN = 20  # a corpus's sentences are cut or padded to this many tokens
+
+
+def _check_seq_len(asked: int | None, actual: int, whose: str) -> None:
+    """A ``seq_len`` given next to data or an oracle must agree with it: never ignored silently."""
+    if asked is not None and asked != actual:
+        raise ValueError(
+            f"{ENV_ID}: seq_len={asked!r} disagrees with {whose} sequence length {actual}; "
+            "drop seq_len (it is read from the data) or give data of that length"
+        )
 
 
 class RealSource:
@@ -74,7 +85,7 @@ class RealSource:
         data: Tensor | np.ndarray | None = None,
         oracle: Any = None,
         vocab: Vocabulary | None = None,
-        seq_len: int = 20,
+        seq_len: int | None = None,
         max_sentences: int | None = None,
     ) -> None:
         given = [
@@ -90,6 +101,7 @@ class RealSource:
         self.oracle = oracle
         self.data: Tensor | None = None
         if oracle is not None:
+            _check_seq_len(seq_len, int(oracle.seq_len), "the oracle's")
             self.seq_len = int(oracle.seq_len)
             self.vocab_size = int(oracle.vocab_size) + 1
             self.mask_token = int(oracle.vocab_size)
@@ -102,7 +114,7 @@ class RealSource:
                 if vocab is None:
                     vocab = Vocabulary.build(sentences)
                     self.vocab = vocab
-                data = encode_sentences(sentences, vocab, seq_len)
+                data = encode_sentences(sentences, vocab, seq_len or DEFAULT_SEQ_LEN)
             tensor = torch.as_tensor(data).long()
             if tensor.ndim != 2 or tensor.shape[0] == 0:
                 raise ValueError(
@@ -110,6 +122,8 @@ class RealSource:
                 )
             if max_sentences is not None and corpus is None:
                 tensor = tensor[:max_sentences]
+            if corpus is None:
+                _check_seq_len(seq_len, int(tensor.shape[1]), "the data's")
             self.seq_len = int(tensor.shape[1])
             self.vocab_size = len(vocab) if vocab is not None else int(tensor.max()) + 1
             self.mask_token = Vocabulary.MASK
@@ -268,7 +282,7 @@ class _FillInBlankBase:
         data: Tensor | np.ndarray | None,
         oracle: Any,
         vocab: Vocabulary | None,
-        seq_len: int,
+        seq_len: int | None,
         max_sentences: int | None,
         mask: str,
         present_rate: float,
@@ -360,11 +374,15 @@ class _FillInBlankBase:
 
     def _check_actions(self, actions: Tensor) -> None:
         if actions.numel() and (int(actions.min()) < 0 or int(actions.max()) >= self.vocab_size):
-            raise ValueError(
-                f"actions must be token ids in [0, {self.vocab_size}), got {actions.tolist()}"
+            raise InvalidAction(
+                f"{type(self).__name__}: actions must be token ids in [0, {self.vocab_size}), "
+                f"got {actions.tolist()}"
             )
         if bool((actions == self.mask_token).any()):
-            raise ValueError(f"action {self.mask_token} is the MASK token, not a word to fill in")
+            raise InvalidAction(
+                f"{type(self).__name__}: action {self.mask_token} is the MASK token, "
+                "not a word to fill in"
+            )
 
     def decode(self, tokens: np.ndarray | Tensor) -> str:
         """Tokens as text (needs a vocabulary; ids otherwise)."""
@@ -386,7 +404,7 @@ class FillInTheBlankEnv(EpisodeBoundSpec, _FillInBlankBase, gym.Env):
         data: Tensor | np.ndarray | None = None,
         oracle: Any = None,
         vocab: Vocabulary | None = None,
-        seq_len: int = 20,
+        seq_len: int | None = None,
         max_sentences: int | None = None,
         mask: str = "random",
         present_rate: float = 0.5,
@@ -468,7 +486,7 @@ class FillInTheBlankVectorEnv(EpisodeBoundSpec, _FillInBlankBase, VectorEnv):
         data: Tensor | np.ndarray | None = None,
         oracle: Any = None,
         vocab: Vocabulary | None = None,
-        seq_len: int = 20,
+        seq_len: int | None = None,
         max_sentences: int | None = None,
         mask: str = "random",
         present_rate: float = 0.5,
