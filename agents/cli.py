@@ -10,15 +10,20 @@ from __future__ import annotations
 import importlib
 import sys
 
+from agents.registry import bench_agents, train_agents
+
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "mle": (
         "agents.mle_cli",
         "MLE-pretrain the generator on the synthetic oracle and print its scores",
     ),
-    "train": ("agents.train", "train an agent (mle, reinforce, bgan, actor_critic, maskgan)"),
+    "train": ("agents.train", f"train an agent ({', '.join(train_agents())})"),
     "sample": ("agents.sample_cli", "print decoded samples from a run"),
     "eval": ("agents.eval_cli", "evaluate a run's generator"),
-    "bench": ("agents.bench.cli", "benchmark agents over seeds with IQM and bootstrap CIs"),
+    "bench": (
+        "agents.bench.cli",
+        f"benchmark agents ({', '.join(bench_agents())}) over seeds with IQM and bootstrap CIs",
+    ),
     "began": ("image_samplers.began.cli", "BEGAN: train, sample, eval"),
     "ppgn": ("image_samplers.ppgn.cli", "PPGN: train, sample, eval"),
 }

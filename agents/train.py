@@ -1,6 +1,6 @@
 """``textgan train``: run one agent on one data source into a run directory.
 
-    textgan train --agent {mle,reinforce,bgan,actor_critic,maskgan} --env textgan/Oracle-v0 \\
+    textgan train --agent NAME --env textgan/Oracle-v0 \\
         [--config cfg.json] [--set key=value ...] --out runs/NAME [--resume]
 
 Config precedence: the agent's dataclass defaults < ``--config`` JSON < ``--env``/``--out`` <
@@ -13,68 +13,28 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import os
 import sys
-from dataclasses import dataclass
 
 from agents import training as tr
 from agents.checkpoint import CheckpointError
 from agents.config import ConfigError, load_config
 from agents.distributed import relaunch_under_torchrun
-
-# agent name -> (module, config class); each module exposes ``train(cfg, resume=False)``.
-AGENTS: dict[str, tuple[str, str]] = {
-    "mle": ("agents.train", "MLEAgentConfig"),
-    "reinforce": ("agents.reinforce", "ReinforceConfig"),
-    "bgan": ("agents.bgan", "BGANConfig"),
-    "actor_critic": ("agents.actor_critic", "ActorCriticConfig"),
-    "maskgan": ("agents.maskgan", "MaskGANConfig"),
-}
+from agents.registry import AGENTS, agent_spec, train_agents
 
 
-@dataclass
-class MLEAgentConfig(tr.CommonConfig):
-    """MLE only: pre-train the generator, save it as a run (no adversarial steps)."""
-
-    d_pretrain_steps: int = 0
-    """Discriminator pre-training rounds (none needed for an MLE-only run)."""
-    total_steps: int = 0
-    """Unused by the MLE agent (kept 0)."""
-
-
-def train_mle_agent(cfg: MLEAgentConfig, resume: bool = False) -> dict[str, float]:
-    """MLE-pretrain the generator (resumable per epoch), then save a step-0 run checkpoint."""
-    run_dir = tr.prepare_run_dir(cfg.out_dir, cfg, "mle", resume)
-    tr.seed_everything(cfg.seed)
-    setup = tr.build_setup(cfg, run_dir, resume)
-    modules = {"policy": setup.policy, "discriminator": setup.discriminator}
-    state, resumed = tr.resume_or_start(
-        run_dir, resume, modules, {"discriminator": setup.d_optimizer}, {}, "mle", setup.device
-    )
-    metrics = tr.evaluate(setup, cfg, 0)
-    logger = tr.open_logger(run_dir, state, resumed, cfg.tensorboard)
-    logger.log(0, metrics)
-    logger.close()
-    return metrics
-
-
-def resolve_agent(name: str):
-    """``(config_class, train_fn)`` of agent ``name``; ``ValueError`` if unknown or not installed."""
-    if name not in AGENTS:
-        raise ValueError(f"unknown agent {name!r}; choose one of {', '.join(AGENTS)}")
-    module_name, config_name = AGENTS[name]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        raise ValueError(f"agent {name!r} is not available ({exc})") from exc
-    train_fn = train_mle_agent if name == "mle" else module.train
-    return getattr(module, config_name), train_fn
+def _agent_help() -> str:
+    return "\n".join(f"  {name:<13} {AGENTS[name].summary}" for name in train_agents())
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="textgan train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--agent", required=True, choices=list(AGENTS))
+    parser = argparse.ArgumentParser(
+        prog="textgan train",
+        description=__doc__.split("\n\n")[0],
+        epilog="agents:\n" + _agent_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--agent", required=True, choices=train_agents())
     parser.add_argument("--env", default=None, help="data source id, e.g. textgan/Oracle-v0")
     parser.add_argument("--config", default=None, help="JSON file of config values")
     parser.add_argument(
@@ -125,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return relaunch_under_torchrun("agents.train", args.nproc_per_node, argv)
     try:
-        config_cls, train_fn = resolve_agent(args.agent)
+        spec = agent_spec(args.agent)
+        config_cls, train_fn = spec.config_class(), spec.train_fn()
         names = {f.name for f in dataclasses.fields(config_cls)}
         extra = {}
         for key, value in (

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from agents.bench.presets import ENVS, PRESETS, BenchConfig, preset
+from agents.registry import AGENTS
 
 ORACLE_METRICS = [
     "nll_oracle",
@@ -181,12 +182,12 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
 
 def _check_runnable(bench: BenchConfig) -> None:
     """Unknown agents, unavailable agents and bad agent fields fail before any work."""
-    from agents.bench.runners import KNOWN_AGENTS, _common_config, agent_config, check_agents
+    from agents.bench.runners import _common_config, agent_config, check_agents, known_agents
 
-    unknown = [a for a in bench.agents if a not in KNOWN_AGENTS]
+    unknown = [a for a in bench.agents if a not in known_agents()]
     if unknown:
         raise BenchArgumentError(
-            f"unknown agent(s) {', '.join(unknown)}; known agents: {', '.join(KNOWN_AGENTS)}"
+            f"unknown agent(s) {', '.join(unknown)}; known agents: {', '.join(known_agents())}"
         )
     try:
         check_agents(bench.agents)
@@ -196,7 +197,7 @@ def _check_runnable(bench: BenchConfig) -> None:
                 "mle_epochs must be >= 1: every variant starts from an MLE-pretrained generator"
             )
         for agent in bench.agents:
-            if agent != "mle":
+            if AGENTS[agent].bench != "continued_mle":
                 agent_config(bench, agent, 0, Path("."), bench.budget)
     except ValueError as exc:
         raise BenchArgumentError(str(exc)) from exc

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from agents.bench.evaluate import evaluate, temperature_sweep
+from agents.training import CommonConfig  # noqa: F401  (the cell's config, for the registry)
 
 Row = dict[str, Any]
 

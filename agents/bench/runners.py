@@ -16,7 +16,6 @@ cell resumes at its last segment. After training, the temperature sweep runs.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import math
 import os
@@ -31,41 +30,30 @@ import torch
 
 from agents.bench.evaluate import EvalData, evaluate, temperature_sweep
 from agents.bench.presets import BenchConfig
+from agents.registry import AGENTS, AgentSpec, bench_agents
 
 Row = dict[str, Any]
 
-#: agent name -> (module, config class). ``mle`` is built in (continued MLE).
-AGENT_SPECS: dict[str, tuple[str, str]] = {
-    "reinforce": ("agents.reinforce", "ReinforceConfig"),
-    "bgan": ("agents.bgan", "BGANConfig"),
-    "actor_critic": ("agents.actor_critic", "ActorCriticConfig"),
-}
-#: ``ppo`` is stock stable-baselines3 PPO, run by :mod:`agents.bench.ppo` (from scratch).
-KNOWN_AGENTS = ("mle", *AGENT_SPECS, "ppo")
 PROGRESS_FILE = "bench_progress.json"
 
 
-def agent_module(name: str) -> Any:
-    """The agent's module, or a clear error naming what is missing."""
-    if name not in AGENT_SPECS:
-        raise ValueError(f"unknown agent {name!r}; known agents: {', '.join(KNOWN_AGENTS)}")
-    module_name, cls_name = AGENT_SPECS[name]
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(
-            f"agent {name!r} is not available in this installation ({module_name}: {exc})"
-        ) from exc
-    if not hasattr(module, cls_name) or not hasattr(module, "train"):
-        raise ValueError(f"agent {name!r}: {module_name} lacks {cls_name} or train()")
-    return module
+def known_agents() -> tuple[str, ...]:
+    """The agents a bench can run: the registry's benchable entries."""
+    return bench_agents()
+
+
+def bench_spec(name: str) -> AgentSpec:
+    """The registry entry of a benchable agent; ``ValueError`` naming the known ones otherwise."""
+    spec = AGENTS.get(name)
+    if spec is None or spec.bench is None:
+        raise ValueError(f"unknown agent {name!r}; known agents: {', '.join(bench_agents())}")
+    return spec
 
 
 def check_agents(names: tuple[str, ...] | list[str]) -> None:
     """Reject unknown or unavailable agents before any work starts."""
     for name in names:
-        if name not in ("mle", "ppo"):
-            agent_module(name)
+        bench_spec(name).load_module()
 
 
 def _common_config(cfg: BenchConfig, seed: int, out_dir: Path, **extra: Any) -> Any:
@@ -89,10 +77,10 @@ def agent_config(cfg: BenchConfig, agent: str, seed: int, out_dir: Path, total_s
     """The agent's own config: common fields, then its overrides, then the bench's run settings."""
     from agents.config import build_config
 
-    if agent == "ppo":  # stock PPO has no agent config of its own: the common fields
+    spec = bench_spec(agent)
+    if spec.bench == "sb3":  # stock SB3 has no agent config of its own: the common fields
         return _common_config(cfg, seed, out_dir, total_steps=total_steps)
-    module = agent_module(agent)
-    cls = getattr(module, AGENT_SPECS[agent][1])
+    cls = spec.config_class()
     values = {
         **cfg.common,
         **cfg.agent_overrides.get(agent, {}),
@@ -262,7 +250,8 @@ class BenchRunner:
         self, agent: str, seed: int, budget: int, pretrained: Path, out_dir: Path
     ) -> list[Row]:
         out_dir = Path(out_dir)
-        if agent == "ppo":  # starts from scratch, not from ``pretrained``
+        kind = bench_spec(agent).bench
+        if kind == "sb3":  # starts from scratch, not from ``pretrained``
             from agents.bench.ppo import run_ppo_cell
 
             return run_ppo_cell(self, seed, budget, out_dir)
@@ -278,7 +267,7 @@ class BenchRunner:
                 "wall": 0.0,
             }
             _atomic_json(progress, progress_path)
-        train = self._train_mle if agent == "mle" else self._train_agent
+        train = self._train_mle if kind == "continued_mle" else self._train_agent
         policy = train(
             agent, seed, budget, pretrained, out_dir, policy, task, progress, progress_path
         )
@@ -299,7 +288,7 @@ class BenchRunner:
     ):
         from agents.checkpoint import load_checkpoint
 
-        module = agent_module(agent)
+        train_fn = bench_spec(agent).train_fn()
         g_steps = agent_config(self.cfg, agent, seed, out_dir, 1).g_steps
         if budget % g_steps:
             raise ValueError(f"budget {budget} is not a multiple of {agent}'s g_steps={g_steps}")
@@ -311,7 +300,7 @@ class BenchRunner:
             if iters <= done:
                 continue
             start = time.perf_counter()
-            module.train(agent_config(self.cfg, agent, seed, out_dir, iters), resume=True)
+            train_fn(agent_config(self.cfg, agent, seed, out_dir, iters), resume=True)
             elapsed = progress["wall"] + time.perf_counter() - start
             state = load_checkpoint(out_dir / "checkpoint.pt", ["modules", "step"])
             if int(state["step"]) != iters:

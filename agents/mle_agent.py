@@ -1,0 +1,38 @@
+"""The ``mle`` agent: MLE pre-training alone, saved as a run the other commands read.
+
+It runs exactly the pre-training every adversarial agent starts with (the same set-up, data,
+initial weights and :func:`agents.mle.pretraining_config`), then writes the step-0 run
+checkpoint and the evaluation, so ``textgan sample`` / ``textgan eval`` treat it like any run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agents import training as tr
+
+
+@dataclass
+class MLEAgentConfig(tr.CommonConfig):
+    """MLE only: pre-train the generator, save it as a run (no adversarial steps)."""
+
+    d_pretrain_steps: int = 0
+    """Discriminator pre-training rounds (none needed for an MLE-only run)."""
+    total_steps: int = 0
+    """Unused by the MLE agent (kept 0)."""
+
+
+def train(cfg: MLEAgentConfig, resume: bool = False) -> dict[str, float]:
+    """MLE-pretrain the generator (resumable per epoch), then save a step-0 run checkpoint."""
+    run_dir = tr.prepare_run_dir(cfg.out_dir, cfg, "mle", resume)
+    tr.seed_everything(cfg.seed)
+    setup = tr.build_setup(cfg, run_dir, resume)
+    modules = {"policy": setup.policy, "discriminator": setup.discriminator}
+    state, resumed = tr.resume_or_start(
+        run_dir, resume, modules, {"discriminator": setup.d_optimizer}, {}, "mle", setup.device
+    )
+    metrics = tr.evaluate(setup, cfg, 0)
+    logger = tr.open_logger(run_dir, state, resumed, cfg.tensorboard)
+    logger.log(0, metrics)
+    logger.close()
+    return metrics
