@@ -16,13 +16,15 @@ al., 2016, Table 2).
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 from torch import Tensor
 
-Divergence = Literal["gan", "jsd", "kl", "rkl", "hellinger", "chi2"]
-DIVERGENCES: tuple[str, ...] = ("gan", "jsd", "kl", "rkl", "hellinger", "chi2")
+from textgan_envs.rewards import (  # noqa: F401  (BGAN's weights live with the reward modes)
+    DIVERGENCES,
+    Divergence,
+    bgan_log_weights,
+)
 
 
 def _check_gamma(gamma: float) -> None:
@@ -101,39 +103,6 @@ def reinforce_loss(log_probs: Tensor, advantages: Tensor, mask: Tensor | None = 
     if mask is not None:
         term = term * mask.to(term.dtype)
     return -term.sum(dim=-1).mean()
-
-
-def bgan_log_weights(
-    logits: Tensor, divergence: Divergence = "gan", chi2_floor: float = 1e-6
-) -> Tensor:
-    """Unnormalised log importance weights ``log w(x)`` from the discriminator's pre-activation ``V(x)``.
-
-    BGAN Theorem 1 / Table 1: ``w(x) = (df*/dT)(T(x))`` with ``T = nu(V)`` the f-GAN output
-    activation. Worked out per divergence:
-
-    * ``gan``: ``T = -log(1 + e^-V)``, ``f*(t) = -log(1 - e^t)``  -> ``w = e^V`` (``D / (1 - D)``).
-    * ``jsd``: ``T = log 2 - log(1 + e^-V)``, ``f*(t) = -log(2 - e^t)`` -> ``w = e^V``.
-    * ``kl``: ``T = V``, ``f*(t) = e^(t - 1)`` -> ``w = e^(V - 1)``.
-    * ``rkl``: ``T = -e^-V``, ``f*(t) = -1 - log(-t)`` -> ``w = -1/T = e^V``.
-    * ``hellinger`` (squared Hellinger): ``T = 1 - e^-V``, ``f*(t) = t / (1 - t)`` -> ``w = e^(2V)``.
-    * ``chi2`` (Pearson chi-square): ``T = V``, ``f*(t) = t^2/4 + t`` -> ``w = V/2 + 1``. This weight
-      is not an exponential and is negative for ``V < -2``; it is floored at ``chi2_floor`` so
-      the log exists and a sample the discriminator rejects gets (almost) zero weight.
-
-    The constant factors (``e^-1`` for ``kl``) cancel after self-normalisation but matter for
-    the REINFORCE variant's log-partition.
-    """
-    if divergence in ("gan", "jsd", "rkl"):
-        return logits
-    if divergence == "kl":
-        return logits - 1.0
-    if divergence == "hellinger":
-        return 2.0 * logits
-    if divergence == "chi2":
-        return torch.log((logits / 2.0 + 1.0).clamp(min=chi2_floor))
-    raise ValueError(
-        f"unknown BGAN divergence {divergence!r}; choose one of {', '.join(DIVERGENCES)}"
-    )
 
 
 def normalized_weights(log_w: Tensor, dim: int = -1) -> Tensor:

@@ -95,7 +95,9 @@ class TextGenerationEnv(EpisodeBoundSpec, gym.Env):
     * `vocab_size`, `seq_len`: `V` and `T` (>= 1).
     * `discriminator`: an `nn.Module` or callable `LongTensor[B, T] -> logits[B]`, or a kind
       name (`"cnn"`, SeqGAN's, or `"lstm"`); `None` builds a fresh CNN seeded by `discriminator_seed`.
-    * `reward_mode`: `"prob"` (default), `"log"`, `"logit"`, `"bgan"`.
+    * `reward_mode`: `"prob"` (default), `"log"`, `"logit"`, `"bgan"`, or BGAN's weight of another
+      f-divergence (`"bgan_kl"`, `"bgan_hellinger"`, `"bgan_chi2"`): the entries of
+      `textgan_envs.rewards.REWARDS`.
     * `real_data`: a `RealDataSource` (`sample(n, generator)`), used by adversarial training.
     * `decode`: ids -> text for `render_mode="ansi"`.
     * `stop_at_eos`, `eos_token`, `pad_token`: variable-length episodes.
