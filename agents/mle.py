@@ -78,6 +78,30 @@ class MLEConfig:
             raise ValueError(f"MLEConfig.lr must be positive and finite, got {self.lr!r}")
 
 
+def pretraining_config(cfg: Any, **overrides: Any) -> MLEConfig:
+    """The MLE pre-training of an agent's run config ``cfg`` (a ``CommonConfig``).
+
+    The one place that maps an agent's fields to its pre-training, so an agent's own start and
+    the bench's shared start (which passes its own evaluation cadence in ``overrides``) train
+    with the same batch size, learning rate, clipping and shuffling seed.
+    """
+    values: dict[str, Any] = {
+        "epochs": cfg.mle_epochs,
+        "batch_size": cfg.batch_size,
+        "lr": cfg.mle_lr,
+        "grad_clip": cfg.grad_clip,
+        "seed": cfg.seed,
+        "eval_every": max(1, cfg.mle_epochs // 10),
+        "n_eval_samples": cfg.eval_samples,
+        "tensorboard": cfg.tensorboard,
+        "progress": cfg.progress,
+    }
+    unknown = sorted(set(overrides) - set(values))
+    if unknown:
+        raise ValueError(f"pretraining_config: unknown MLE setting(s) {', '.join(unknown)}")
+    return MLEConfig(**{**values, **overrides})
+
+
 def mle_loss(policy: LSTMPolicy, tokens: Tensor) -> Tensor:
     """Mean teacher-forced cross-entropy per token (nats) of ``tokens`` ``[B, T]``."""
     logits = policy.teacher_forced_logits(tokens)  # [B, T, V]

@@ -484,19 +484,9 @@ def build_setup(
         return _distribute(setup)
 
     if cfg.mle_epochs > 0:
-        from agents.mle import MLEConfig, train_mle
+        from agents.mle import pretraining_config, train_mle
 
-        mle_cfg = MLEConfig(
-            epochs=cfg.mle_epochs,
-            batch_size=cfg.batch_size,
-            lr=cfg.mle_lr,
-            grad_clip=cfg.grad_clip,
-            seed=cfg.seed,
-            eval_every=max(1, cfg.mle_epochs // 10),
-            n_eval_samples=cfg.eval_samples,
-            tensorboard=cfg.tensorboard,
-            progress=cfg.progress,
-        )
+        mle_cfg = pretraining_config(cfg)
         train_mle(
             policy,
             real,

@@ -205,19 +205,18 @@ class BenchRunner:
         the evaluation cadence is the bench's (every ``pretrain_eval_every`` epochs).
         """
         from agents.checkpoint import load_checkpoint
-        from agents.mle import MLEConfig, train_mle
+        from agents.mle import pretraining_config, train_mle
 
         setup = _fresh_setup(self.cfg, seed)
         task = build_task(self.cfg, seed, setup)
         common = _common_config(self.cfg, seed, work_dir)
         settings = self.cfg.eval_settings()
-        mle_cfg = MLEConfig(
-            epochs=common.mle_epochs,
-            lr=common.mle_lr,
-            seed=seed,
+        mle_cfg = pretraining_config(
+            common,
             eval_every=max(1, self.cfg.pretrain_eval_every),
             n_eval_samples=settings.n_samples,
             progress=False,
+            tensorboard=False,
         )
         mle_dir = work_dir / "mle"
         train_mle(
@@ -317,10 +316,12 @@ class BenchRunner:
     ):
         """Continued MLE: ``budget`` Adam steps on batches of ``batch_size`` real sequences."""
         from agents.checkpoint import atomic_save, load_checkpoint
-        from agents.mle import MLEConfig, mle_loss
+        from agents.mle import mle_loss, pretraining_config
 
-        common = _common_config(self.cfg, seed, out_dir)
-        optimizer = torch.optim.Adam(policy.parameters(), lr=common.mle_lr)
+        mle = pretraining_config(
+            _common_config(self.cfg, seed, out_dir)
+        )  # the agents' MLE settings
+        optimizer = torch.optim.Adam(policy.parameters(), lr=mle.lr)
         optimizer.load_state_dict(load_checkpoint(pretrained, ["optimizer"])["optimizer"])
         gen = torch.Generator().manual_seed(seed + 20)
         ckpt = out_dir / "mle_bench_checkpoint.pt"
@@ -340,11 +341,12 @@ class BenchRunner:
             policy.train()
             losses = []
             while step < target:
-                idx = torch.randint(real.shape[0], (common.batch_size,), generator=gen)
+                idx = torch.randint(real.shape[0], (mle.batch_size,), generator=gen)
                 loss = mle_loss(policy, real[idx.to(real.device)])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(policy.parameters(), MLEConfig().grad_clip)
+                if mle.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(policy.parameters(), mle.grad_clip)
                 optimizer.step()
                 losses.append(float(loss.detach()))
                 step += 1
