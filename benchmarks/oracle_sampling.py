@@ -1,8 +1,9 @@
 """Seconds to sample 10,000 oracle sequences with each categorical sampler, and to score them.
 
 Every method runs through the real ``sample_sequences`` code path (with the
-projection path switched off, the module's ``sample_categorical`` is swapped for
-the method under test; or the projection sampler is pinned to one precision), on
+projection path switched off, the ``sample_categorical`` that
+``textgan_envs.sampling.next_token`` calls is swapped for the method under test; or
+the projection sampler is pinned to one precision), on
 the same oracle, in the same run. Each method gets a fresh process: the per-step
 ``[rows, 5000]`` temporaries make timings depend on the allocator's state, which
 one method would otherwise leave behind for the next. All rows but one run with
@@ -30,6 +31,7 @@ from textgan_envs import sampling as S
 from textgan_envs.allocator import retain_freed_memory
 from textgan_envs.oracle import OracleLSTM
 from textgan_envs.projection_sampling import ProjectionSampler, set_projection_sampling
+from textgan_envs.sampling import next_token
 
 DEFAULT = "default"
 METHODS: dict[str, Callable[..., torch.Tensor] | str] = {
@@ -53,7 +55,7 @@ DEFAULT_ALLOCATOR_ROW = "default, glibc's default allocator"
 def using(method: Callable[..., torch.Tensor] | str) -> Iterator[None]:
     """Route ``sample_sequences`` through one method: the default, a logits sampler after
     ``model.step``, or the projection sampler in one precision."""
-    saved = S.sample_categorical, S._projection_sampler
+    saved = next_token.sample_categorical, next_token._projection_sampler
     if isinstance(method, str) and method.startswith("portable:"):
         N.set_native_arch("portable")
         method = method.removeprefix("portable:")
@@ -66,13 +68,13 @@ def using(method: Callable[..., torch.Tensor] | str) -> Iterator[None]:
             weight, bias = model.output_projection()  # type: ignore[attr-defined]
             return ProjectionSampler(weight, bias, precision=method)
 
-        S._projection_sampler = projection
+        next_token._projection_sampler = projection
     elif callable(method):
-        S.sample_categorical = method
+        next_token.sample_categorical = method
     try:
         yield
     finally:
-        S.sample_categorical, S._projection_sampler = saved
+        next_token.sample_categorical, next_token._projection_sampler = saved
         set_projection_sampling(old)
         N.set_native_arch("native")
 
@@ -80,10 +82,10 @@ def using(method: Callable[..., torch.Tensor] | str) -> Iterator[None]:
 def default_route(device: str) -> str:
     """What ``oracle.sample`` uses on this machine."""
     oracle = OracleLSTM.random(0, vocab_size=10, emb_dim=2, hidden_dim=2, device=device)
-    sampler = S._projection_sampler(oracle)
+    sampler = next_token._projection_sampler(oracle)
     if sampler is not None:
         return f"projection sampler, {sampler.precision}"
-    return "C kernel" if S._native_cpu(oracle.device) else "inverse-CDF in PyTorch"
+    return "C kernel" if next_token._native_cpu(oracle.device) else "inverse-CDF in PyTorch"
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, float, object]:

@@ -17,6 +17,7 @@ from textgan_envs import projection_sampling as P
 from textgan_envs import sampling as S
 from textgan_envs.oracle import OracleLSTM
 from textgan_envs.projection_sampling import ProjectionSampler, logit_error_bound
+from textgan_envs.sampling import next_token
 
 pytestmark = [
     pytest.mark.skipif(
@@ -159,7 +160,7 @@ def test_sequences_follow_the_exact_joint_distribution(make, precision, monkeypa
     def pinned(model):
         return ProjectionSampler(*model.output_projection(), precision=precision)
 
-    monkeypatch.setattr(S, "_projection_sampler", pinned)
+    monkeypatch.setattr(next_token, "_projection_sampler", pinned)
     vocab, length = 8, 4
     if make == "oracle":
         model = OracleLSTM.random(0, vocab_size=vocab, emb_dim=8, hidden_dim=8, seq_len=length)
