@@ -7,6 +7,7 @@ import pytest
 import torch
 from scipy import stats
 
+from tests.helpers import CountingPolicy
 from textgan_envs import sampling as S
 from textgan_envs.oracle import OracleLSTM
 
@@ -210,3 +211,32 @@ def test_complete_sequences_edges_and_errors() -> None:
         S.complete_sequences(oracle, full[:, :1], state, prev[:2])
     with pytest.raises(ValueError, match="exceeds"):
         S.complete_sequences(oracle, torch.zeros(3, 5, dtype=torch.long), state, prev)
+
+
+def test_complete_in_place_advances_only_the_leading_rows() -> None:
+    # rows laid out by prefix length, as Monte-Carlo search lays them out: row 0 generates
+    # from position 2, row 1 from 3, row 2 from 4; each continues its prev (next = prev + 1)
+    policy = CountingPolicy(vocab_size=10, seq_len=5)
+    out = torch.full((3, 5), -1, dtype=torch.long)
+    step = S.next_token_sampler(policy)
+    S.complete_in_place(step, out, torch.tensor([4, 7, 1]), (torch.zeros(3, 2),), 2, [1, 2, 3])
+    assert out.tolist() == [[-1, -1, 5, 6, 7], [-1, -1, -1, 8, 9], [-1, -1, -1, -1, 2]]
+    assert policy.rows_stepped == 1 + 2 + 3
+    state = (torch.zeros(3, 2),)
+    with pytest.raises(ValueError, match="needs 3 counts"):
+        S.complete_in_place(step, out, torch.zeros(3, dtype=torch.long), state, 2, [1, 2])
+    with pytest.raises(ValueError, match="non-decreasing"):
+        S.complete_in_place(step, out, torch.zeros(3, dtype=torch.long), state, 2, [2, 1, 3])
+    with pytest.raises(ValueError, match="non-decreasing"):
+        S.complete_in_place(step, out, torch.zeros(3, dtype=torch.long), state, 2, [1, 2, 4])
+
+
+def test_prefix_states_are_consume_prefix_for_every_length() -> None:
+    oracle = tiny_oracle()
+    tokens = torch.randint(0, 6, (5, 4), generator=torch.Generator().manual_seed(3))
+    pairs = list(S.prefix_states(oracle, tokens))
+    assert len(pairs) == 5
+    for t, (state, prev) in enumerate(pairs):
+        expected_state, expected_prev = S.consume_prefix(oracle, tokens[:, :t])
+        assert torch.equal(prev, expected_prev)
+        assert all(torch.equal(a, b) for a, b in zip(state, expected_state, strict=True))

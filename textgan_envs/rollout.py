@@ -12,7 +12,8 @@ rollout policy, and ``Q_T = score(y)``. :func:`monte_carlo_q` computes all
    form a contiguous leading slice of the buffers: every step advances all
    active (prefix, rollout) pairs with one ``step`` call on a slice whose size
    is a Python integer (no host sync in the time loop), and shorter prefixes
-   cost no wasted work;
+   cost no wasted work (the completion loop of :mod:`textgan_envs.sampling`,
+   :func:`~textgan_envs.sampling.sequences.complete_in_place`);
 3. one call of ``score_fn`` scores every completion and the sequences themselves.
 """
 
@@ -23,8 +24,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from textgan_envs.sampling import next_token_sampler
-from textgan_envs.sequence_model import RecurrentSequenceModel
+from textgan_envs.sampling.next_token import next_token_sampler
+from textgan_envs.sampling.sequences import complete_in_place, prefix_states
+from textgan_envs.sequence_model import RecurrentSequenceModel, State
 
 ScoreFn = Callable[[Tensor], Tensor]
 
@@ -65,33 +67,26 @@ def _q_chunk(
 
     # 1. teacher-forced pass: state after reading y_1..y_{t-1} for t = 1..T-1, stored
     #    directly into per-row buffers laid out as [prefix length t][rollout n][batch b].
-    state = policy.initial_state(batch)
-    prev = torch.full((batch,), int(policy.start_token), dtype=torch.long, device=tokens.device)
-    buffers = None
-    for t in range(1, length):
-        _, state = policy.step(prev, state)  # the state that produced p(y_t | y_<t)
-        if buffers is None:
+    states = prefix_states(policy, tokens[:, :n_prefix])
+    next(states)  # the empty prefix is not rolled out
+    buffers: State = ()
+    for t, (state, _) in enumerate(states, start=1):  # state produced p(y_t | y_<t)
+        if not buffers:
             buffers = tuple(s.new_empty((rows, *s.shape[1:])) for s in state)
         lo = (t - 1) * group
         for buf, s in zip(buffers, state, strict=True):
             buf[lo : lo + group] = s.unsqueeze(0).expand(n, *s.shape).reshape(group, *s.shape[1:])
-        prev = tokens[:, t - 1]
 
     # Completions start as copies of the full sequence; positions >= t are overwritten.
     completions = tokens.repeat(n * n_prefix, 1)  # [rows, T], row r has batch index r % B
     # The input for the first generated token of prefix length t is y_t.
     prev_rows = tokens[:, :n_prefix].T.repeat_interleave(n, dim=0).reshape(rows)
 
-    # 2. generate position p (0-based) for every row whose prefix length t <= p.
-    step_and_sample = next_token_sampler(policy, generator)
-    for p in range(1, length):
-        active = p * group
-        state_in = tuple(buf[:active] for buf in buffers)
-        new, state_out = step_and_sample(prev_rows[:active], state_in)
-        completions[:active, p] = new
-        prev_rows[:active] = new
-        for buf, s in zip(buffers, state_out, strict=True):
-            buf[:active] = s
+    # 2. generate position p (0-based) for every row whose prefix length t <= p: the
+    #    leading p * group rows.
+    step = next_token_sampler(policy, generator)
+    active = [p * group for p in range(1, length)]
+    complete_in_place(step, completions, prev_rows, buffers, 1, active)
 
     # 3. score completions and the sequences themselves in one call.
     scores = torch.as_tensor(score_fn(torch.cat([completions, tokens]))).float()
