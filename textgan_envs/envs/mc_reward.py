@@ -17,7 +17,9 @@ weights, ``info["q_value"]`` carries ``Q_t`` at every step and
 
 The rollout policy's recurrent state is advanced by one ``step`` per env step
 and cached, so each step's ``B x N`` completions start from it and are advanced
-together by one loop over the remaining positions.
+together by one loop over the remaining positions, drawing their tokens through
+:func:`~textgan_envs.sampling.next_token.next_token_sampler` (the projecting CPU
+sampler where the policy exposes its projection), as the package's other sampling loops do.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from gymnasium.vector import VectorWrapper
 from torch import Tensor
 
 from textgan_envs.envs.core import TextGenerationCore, validate_actions
-from textgan_envs.sampling import sample_categorical
+from textgan_envs.sampling.next_token import next_token_sampler
 from textgan_envs.sequence_model import RecurrentSequenceModel
 
 
@@ -94,9 +96,9 @@ class MonteCarloShaper:
         state = tuple(s.repeat(n, *([1] * (s.dim() - 1))) for s in self.state)
         prev = self.prev.repeat(n)
         uniform = not core.stop_at_eos
+        step = next_token_sampler(self.policy, self.generator)  # per call: the policy may change
         for p in range(start, T):
-            logits, new_state = self.policy.step(prev, state)
-            tok = sample_categorical(logits, generator=self.generator)
+            tok, new_state = step(prev, state)
             if uniform:
                 comp[:, p], state, prev = tok, new_state, tok
                 continue
