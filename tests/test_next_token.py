@@ -159,6 +159,12 @@ def test_the_logits_route_builds_no_projection_sampler(constructed) -> None:
     assert bool((sample_sequences(masked, 500) != 0).all())
     next_token_sampler(CountingPolicy(30, 4))
     assert constructed == []
+    watched = _oracle()
+    calls = []
+    original_step = watched.step
+    watched.step = lambda prev, state: calls.append(1) or original_step(prev, state)
+    sample_sequences(watched, 20)
+    assert constructed == [] and len(calls) == watched.seq_len  # sampled through its own step
     set_projection_sampling(False)
     next_token_sampler(_oracle())
     assert constructed == []

@@ -90,12 +90,14 @@ def _uses_projection_path(model: RecurrentSequenceModel) -> bool:
 
     It does on CPU where the C kernel is available, unless switched off, for
     models that expose their projection. A subclass that overrides ``step`` but
-    not ``step_features`` (to mask logits, say) is sampled through its ``step``:
+    not ``step_features`` (to mask logits, say), or an instance whose ``step``
+    is replaced (wrapped to watch it, say), is sampled through its ``step``:
     the two halves are trusted only when one class defines both.
     """
     return (
         projection_sampling_enabled()
         and isinstance(model, ProjectedSequenceModel)
+        and "step" not in getattr(model, "__dict__", {})
         and _defining_class(type(model), "step") is _defining_class(type(model), "step_features")
         and _native_cpu(model_device(model))
     )
