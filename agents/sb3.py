@@ -8,6 +8,9 @@
 * :class:`DiscriminatorUpdateCallback` feeds finished episodes to a
   :class:`~textgan_envs.adversarial.DiscriminatorTrainer` during ``learn`` and trains the
   discriminator on a :class:`DiscriminatorSchedule` (every N rollouts or N sequences).
+* :class:`GeneratorPolicy` (and :class:`MaskableGeneratorPolicy` for sb3-contrib's
+  ``MaskablePPO``) makes our :class:`~agents.policies.LSTMPolicy` the actor of SB3's
+  PPO / A2C, so they can start from an MLE-pretrained generator.
 
 The discriminator is updated in place, so the callback works with the adapter
 or ``DummyVecEnv`` (same process) but not with ``SubprocVecEnv`` (copies).
@@ -15,6 +18,7 @@ or ``DummyVecEnv`` (same process) but not with ``SubprocVecEnv`` (copies).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -23,12 +27,37 @@ import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import VecEnv
 from torch import Tensor, nn
 
 from textgan_envs.adversarial import DiscriminatorTrainer
 from textgan_envs.envs import TextGenerationVectorEnv
+
+
+def check_token_ids(observations: Tensor, high: Tensor, who: str) -> None:
+    """``ValueError`` naming the first entry of ``[B, T + 1]`` observations outside ``[0, high]``.
+
+    Why: SB3 feeds the env's integer ids as floats; anything that is not a whole number in
+    range means an observation wrapper transformed them, and rounding would silently read
+    other tokens.
+    """
+    bad = (observations != observations.floor()) | (observations < 0)
+    bad |= observations > high
+    if not bool(bad.any()):
+        return
+    seq_len = int(high.shape[0]) - 1
+    row, col = (int(i) for i in bad.nonzero()[0])
+    value = float(observations[row, col])
+    what = "position" if col == seq_len else "token slot"
+    raise ValueError(
+        f"{who} got {value!r} at observation [{row}, {col}] ({what}), "
+        f"not a whole number in [0, {int(high[col])}]: the env's integer token ids "
+        "were transformed before the policy saw them. VecNormalize(norm_obs=True) does this "
+        "(it turns ids into z-scores); use VecNormalize(norm_obs=False) (normalising rewards "
+        "is fine) or no observation wrapper"
+    )
 
 
 class TokenEmbeddingExtractor(BaseFeaturesExtractor):
@@ -60,20 +89,7 @@ class TokenEmbeddingExtractor(BaseFeaturesExtractor):
 
     def check_ids(self, observations: Tensor) -> None:
         """``ValueError`` naming the first entry that is not a token id / position of the env."""
-        bad = (observations != observations.floor()) | (observations < 0)
-        bad |= observations > self._high
-        if not bool(bad.any()):
-            return
-        row, col = (int(i) for i in bad.nonzero()[0])
-        value = float(observations[row, col])
-        what = "position" if col == self.seq_len else "token slot"
-        raise ValueError(
-            f"TokenEmbeddingExtractor got {value!r} at observation [{row}, {col}] ({what}), "
-            f"not a whole number in [0, {int(self._high[col])}]: the env's integer token ids "
-            "were transformed before the policy saw them. VecNormalize(norm_obs=True) does this "
-            "(it turns ids into z-scores); use VecNormalize(norm_obs=False) (normalising rewards "
-            "is fine) or no observation wrapper"
-        )
+        check_token_ids(observations, self._high, type(self).__name__)
 
     def forward(self, observations: Tensor) -> Tensor:
         self.check_ids(observations)
@@ -366,3 +382,300 @@ class SB3SequencePolicy:
         from textgan_envs.sampling import sequence_log_probs
 
         return sequence_log_probs(self, tokens, temperature=temperature)
+
+
+class GeneratorStart:
+    """The :class:`~agents.policies.LSTMPolicy` a :class:`GeneratorPolicy` starts from.
+
+    Why: SB3 pickles ``policy_kwargs`` into the saved zip and restores the trained weights
+    from its own state dict, so a module in the kwargs would be stored twice (its start
+    weights in the zip's data, on the device it was on, which a machine without that
+    device cannot unpickle). This holder pickles as the generator's :meth:`config` only;
+    unpickled (``PPO.load``) it builds a freshly initialised generator of that shape, whose
+    weights SB3 then overwrites with the saved ones.
+    """
+
+    def __init__(self, generator: Any) -> None:
+        from agents.policies import LSTMPolicy
+
+        if isinstance(generator, GeneratorStart):
+            generator = generator.module()
+        if not isinstance(generator, LSTMPolicy):
+            raise TypeError(
+                f"expected an agents.policies.LSTMPolicy, got {type(generator).__name__}"
+            )
+        self.config: dict[str, Any] = generator.config()
+        self._module: Any = generator
+
+    def module(self) -> Any:
+        """The generator given, or (after unpickling) a fresh one of the same config, on CPU."""
+        if self._module is None:
+            from agents.policies import LSTMPolicy
+
+            self._module = LSTMPolicy(**self.config, device="cpu")
+        return self._module
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"config": dict(self.config)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.config = dict(state["config"])
+        self._module = None
+
+    def __eq__(self, other: object) -> bool:  # SB3's load compares given and stored kwargs
+        return isinstance(other, GeneratorStart) and other.config == self.config
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self.config.items())))
+
+    def __repr__(self) -> str:
+        return f"GeneratorStart(LSTMPolicy{self.config})"
+
+
+def generator_policy_kwargs(
+    generator: Any, detach_value: bool = True, **extra: Any
+) -> dict[str, Any]:
+    """``policy_kwargs`` for :class:`GeneratorPolicy` starting from ``generator`` (an ``LSTMPolicy``).
+
+    Prefer it to ``{"generator": generator}``: both give the same policy, but this one keeps
+    the generator's weights out of the zip's pickled kwargs (see :class:`GeneratorStart`).
+    """
+    return {"generator": GeneratorStart(generator), "detach_value": detach_value, **extra}
+
+
+def prefix_hidden(generator: Any, observations: Tensor) -> Tensor:
+    """The generator's LSTM output ``h [B, H]`` after reading each observation's prefix.
+
+    ``observations [B, T + 1]`` are the env's (tokens written so far, ``V`` in the empty
+    slots, then the position ``p``); the LSTM reads ``start, y_1 .. y_p`` exactly as in
+    :meth:`LSTMPolicy.teacher_forced_logits`, so ``generator.head(h)`` are the logits of
+    ``y_{p+1}``. Empty slots become ``start_token`` before embedding: the LSTM is causal,
+    so they never reach the output at ``p``. Only the first ``max(p) + 1`` inputs are run.
+    """
+    ids = observations.long()
+    seq_len = ids.shape[1] - 1
+    position = ids[:, seq_len]
+    length = int(position.max()) + 1 if len(ids) else 1  # inputs: start, then up to max(p) tokens
+    tokens = ids[:, : length - 1]
+    written = torch.arange(length - 1, device=ids.device) < position.unsqueeze(1)
+    start = generator.start_token
+    tokens = torch.where(written, tokens, torch.full_like(tokens, start))
+    inputs = torch.cat([torch.full_like(ids[:, :1], start), tokens], dim=1)  # [B, length]
+    hidden, _ = generator.lstm(generator.embedding(inputs))  # [B, length, H]
+    return hidden[torch.arange(len(ids), device=ids.device), position]
+
+
+class GeneratorFeatures(BaseFeaturesExtractor):
+    """SB3 features extractor holding the generator: the LSTM hidden state after the prefix.
+
+    The actor's ``action_net`` is the generator's own output layer and the critic's value
+    head reads the same hidden state (SB3's ``share_features_extractor=True``). Holds a
+    copy of the generator: the one passed in is left as it was (the pretrained start), the
+    trained one is ``model.policy.generator``.
+    """
+
+    def __init__(self, observation_space: gym.spaces.Box, generator: Any) -> None:
+        module = GeneratorStart(generator).module()
+        super().__init__(observation_space, module.hidden_dim)
+        if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
+            raise ValueError(
+                f"expected a textgan observation Box of shape (T+1,), got {observation_space}"
+            )
+        seq_len = int(observation_space.shape[0]) - 1
+        vocab_size = int(observation_space.high[0])
+        if (vocab_size, seq_len) != (module.vocab_size, module.seq_len):
+            raise ValueError(
+                f"the env's observations are for V={vocab_size}, T={seq_len} but the generator "
+                f"has vocab_size={module.vocab_size}, seq_len={module.seq_len}"
+            )
+        self.seq_len, self.vocab_size = seq_len, vocab_size
+        high = torch.full((seq_len + 1,), float(vocab_size))
+        high[-1] = seq_len
+        self.register_buffer("_high", high, persistent=False)
+        self.generator = copy.deepcopy(module).cpu()
+        for param in self.generator.parameters():
+            param.grad = None
+
+    def check_ids(self, observations: Tensor) -> None:
+        """``ValueError`` for entries that are not ids/positions, or empty slots before the position."""
+        check_token_ids(observations, self._high, type(self).__name__)
+        position = observations[:, self.seq_len].unsqueeze(1)
+        slots = torch.arange(self.seq_len, device=observations.device)
+        empty = (observations[:, : self.seq_len] == self.vocab_size) & (slots < position)
+        if bool(empty.any()):
+            row, col = (int(i) for i in empty.nonzero()[0])
+            raise ValueError(
+                f"{type(self).__name__}: observation [{row}] has position "
+                f"{int(position[row, 0])} but slot {col} is empty ({self.vocab_size}): not a "
+                "textgan observation (tokens written so far, then the position)"
+            )
+
+    def forward(self, observations: Tensor) -> Tensor:
+        self.check_ids(observations)
+        return prefix_hidden(self.generator, observations)
+
+
+class _SharedHidden(nn.Module):
+    """SB3's ``mlp_extractor`` slot: no layers; the critic's input is detached if asked."""
+
+    def __init__(self, hidden_dim: int, detach_value: bool) -> None:
+        super().__init__()
+        self.latent_dim_pi = self.latent_dim_vf = hidden_dim
+        self.detach_value = detach_value
+
+    def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        return self.forward_actor(features), self.forward_critic(features)
+
+    def forward_actor(self, features: Tensor) -> Tensor:
+        return features
+
+    def forward_critic(self, features: Tensor) -> Tensor:
+        return features.detach() if self.detach_value else features
+
+
+_FIXED_KWARGS = (
+    "net_arch",
+    "features_extractor_class",
+    "features_extractor_kwargs",
+    "share_features_extractor",
+    "ortho_init",
+    "activation_fn",
+)
+
+
+class _GeneratorActorCritic:
+    """What :class:`GeneratorPolicy` and :class:`MaskableGeneratorPolicy` share."""
+
+    detach_value: bool
+    features_extractor: GeneratorFeatures
+    mlp_extractor: nn.Module
+    action_net: nn.Module
+    value_net: nn.Module
+    action_space: gym.spaces.Space
+    optimizer_class: type[torch.optim.Optimizer]
+    optimizer_kwargs: dict[str, Any]
+
+    @staticmethod
+    def _parent_kwargs(
+        action_space: gym.spaces.Space, generator: Any, kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
+        if generator is None:
+            raise TypeError("GeneratorPolicy needs policy_kwargs={'generator': LSTMPolicy}")
+        given = sorted(k for k in _FIXED_KWARGS if k in kwargs)
+        if given:
+            raise ValueError(
+                f"GeneratorPolicy fixes {', '.join(given)} (the actor is the generator, the "
+                "critic a linear head on its hidden state); do not pass them"
+            )
+        if not isinstance(action_space, gym.spaces.Discrete):
+            raise ValueError(f"expected a Discrete token action space, got {action_space}")
+        start = GeneratorStart(generator)
+        if int(action_space.n) != start.config["vocab_size"]:
+            raise ValueError(
+                f"the env has {int(action_space.n)} actions but the generator "
+                f"{start.config['vocab_size']} tokens"
+            )
+        return {
+            **kwargs,
+            "net_arch": [],
+            "ortho_init": False,  # _build never applies it: it would overwrite the generator
+            "features_extractor_class": GeneratorFeatures,
+            "features_extractor_kwargs": {"generator": generator},
+            "share_features_extractor": True,
+        }
+
+    @property
+    def generator(self) -> Any:
+        """The policy's own :class:`~agents.policies.LSTMPolicy` (trained in place by ``learn``)."""
+        return self.features_extractor.generator
+
+    def _build_mlp_extractor(self) -> None:
+        self.mlp_extractor = _SharedHidden(self.generator.hidden_dim, self.detach_value)
+
+    def _build(self, lr_schedule: Any) -> None:
+        self._build_mlp_extractor()
+        self.action_net = self.generator.head  # the actor's logits are the generator's
+        self.value_net = nn.Linear(self.generator.hidden_dim, 1)
+        nn.init.orthogonal_(self.value_net.weight, gain=1.0)  # SB3's init for the value head
+        nn.init.zeros_(self.value_net.bias)
+        self.optimizer = self.optimizer_class(
+            self.parameters(),  # type: ignore[attr-defined]
+            lr=lr_schedule(1),
+            **self.optimizer_kwargs,
+        )
+
+    def _generator_constructor_parameters(self, data: dict[str, Any]) -> dict[str, Any]:
+        for key in _FIXED_KWARGS:
+            data.pop(key, None)
+        data.update(generator=GeneratorStart(self.generator), detach_value=self.detach_value)
+        return data
+
+
+class GeneratorPolicy(_GeneratorActorCritic, ActorCriticPolicy):
+    """SB3 actor-critic policy whose actor is our :class:`~agents.policies.LSTMPolicy`.
+
+    For an observation (the prefix ``y_1 .. y_p`` and its position ``p``) the action
+    distribution is the generator's next-token distribution ``p(y_{p+1} | y_1 .. y_p)``,
+    the one :meth:`LSTMPolicy.teacher_forced_logits` gives, so PPO / A2C can start from an
+    MLE-pretrained generator instead of from scratch. Pass it as
+    ``policy_kwargs=generator_policy_kwargs(generator)`` (or ``{"generator": generator}``).
+
+    Value head: one linear layer on the same LSTM hidden state (the LSTM is shared, like
+    SB3's ``share_features_extractor=True``). With ``detach_value=True`` (default) the
+    value loss does not reach the LSTM: a freshly initialised critic's errors would
+    otherwise move the pretrained generator, and with it the actor's distribution, before
+    any reward has said anything; the generator then changes only by the policy-gradient
+    (and entropy) terms, as in our own agents. ``detach_value=False`` lets the critic
+    shape the shared features, SB3's usual behaviour.
+
+    Cost: the observation carries no recurrent state, so every call re-reads the prefix,
+    ``O(T)`` LSTM steps per observation (``O(T^2)`` per episode instead of ``O(T)``):
+    fine for ``T = 20``; for much longer sequences our own agents' recurrent step is the
+    better fit.
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.spaces.Space,
+        action_space: gym.spaces.Space,
+        lr_schedule: Any,
+        generator: Any = None,
+        detach_value: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        self.detach_value = bool(detach_value)
+        parent = self._parent_kwargs(action_space, generator, kwargs)
+        super().__init__(observation_space, action_space, lr_schedule, **parent)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return self._generator_constructor_parameters(super()._get_constructor_parameters())
+
+
+try:
+    from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
+except ImportError:  # sb3-contrib is optional
+    MaskableActorCriticPolicy = None  # type: ignore[assignment,misc]
+
+if MaskableActorCriticPolicy is not None:
+
+    class MaskableGeneratorPolicy(_GeneratorActorCritic, MaskableActorCriticPolicy):
+        """:class:`GeneratorPolicy` for sb3-contrib's ``MaskablePPO`` (e.g. on the corpus env).
+
+        The masked distribution is the generator's, renormalised over the allowed tokens.
+        """
+
+        def __init__(
+            self,
+            observation_space: gym.spaces.Space,
+            action_space: gym.spaces.Space,
+            lr_schedule: Any,
+            generator: Any = None,
+            detach_value: bool = True,
+            **kwargs: Any,
+        ) -> None:
+            self.detach_value = bool(detach_value)
+            parent = self._parent_kwargs(action_space, generator, kwargs)
+            super().__init__(observation_space, action_space, lr_schedule, **parent)
+
+        def _get_constructor_parameters(self) -> dict[str, Any]:
+            return self._generator_constructor_parameters(super()._get_constructor_parameters())
