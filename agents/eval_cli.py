@@ -60,8 +60,7 @@ def evaluate_policy_run(
 ) -> dict[str, Any]:
     """NLL-test (and NLL-oracle), BLEU-4 and unique n-grams of an LSTM-policy run's generator."""
     from agents.bench.evaluate import EvalData, EvalSettings, evaluate
-    from agents.checkpoint import load_checkpoint
-    from agents.config import build_config
+    from agents.runtime import build_config, load_checkpoint
     from textgan_envs.vocab import Vocabulary
 
     agent = str(saved["agent"])

@@ -450,7 +450,7 @@ def load_run(
     run_dir: str | Path, device: str | torch.device = "auto"
 ) -> tuple[MaskGANConfig, MaskGANSetup, int]:
     """Rebuild a finished (or interrupted) run's setup with its checkpointed weights; returns the step."""
-    from agents.config import build_config
+    from agents.runtime import build_config
 
     saved = tr.read_run_config(run_dir)
     agent = saved.pop("agent", None)
@@ -464,7 +464,7 @@ def load_run(
         raise tr.RunDirError(
             f"{run_dir}/vocab.json differs from the vocabulary its config rebuilds"
         )
-    from agents.checkpoint import load_checkpoint
+    from agents.runtime import load_checkpoint
 
     ckpt = load_checkpoint(
         Path(run_dir) / tr.CHECKPOINT_NAME, ("modules", "step"), map_location=setup.device

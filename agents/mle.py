@@ -21,15 +21,15 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from agents.checkpoint import (
+from agents.policies import LSTMPolicy
+from agents.runtime import (
     CheckpointError,
+    MetricLogger,
     atomic_save,
     load_checkpoint,
     rng_state,
     set_rng_state,
 )
-from agents.metric_log import MetricLogger
-from agents.policies import LSTMPolicy
 from textgan_envs.metrics import nll_oracle, nll_test
 
 CHECKPOINT_KEYS = (

@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
-from agents.checkpoint import CheckpointError
 from agents.mle import MLEConfig, evaluate, train_mle
 from agents.policies import LSTMPolicy
+from agents.runtime import CheckpointError
 from textgan_envs.device import resolve_device
 from textgan_envs.metrics import nll_oracle
 from textgan_envs.oracle import OracleLSTM

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from agents.checkpoint import CheckpointError, load_checkpoint
+from agents.runtime import CheckpointError, load_checkpoint
 from agents.training import CHECKPOINT_NAME, RunDirError, read_run_config
 from textgan_envs.device import resolve_device
 

@@ -17,10 +17,8 @@ import os
 import sys
 
 from agents import training as tr
-from agents.checkpoint import CheckpointError
-from agents.config import ConfigError, load_config
-from agents.distributed import relaunch_under_torchrun
 from agents.registry import AGENTS, agent_spec, train_agents
+from agents.runtime import CheckpointError, ConfigError, load_config, relaunch_under_torchrun
 
 
 def _agent_help() -> str:
@@ -109,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     ctx = None
     if args.distributed or "WORLD_SIZE" in os.environ:
-        from agents.distributed import DistributedSetupError, init_distributed
+        from agents.runtime import DistributedSetupError, init_distributed
 
         try:
             ctx = init_distributed(timeout_s=args.dist_timeout)
@@ -122,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"textgan train: error: {exc}", file=sys.stderr)
         return 1  # non-zero exit: torchrun then stops the other ranks
     if ctx is not None:
-        from agents.distributed import shutdown
+        from agents.runtime import shutdown
 
         shutdown(ctx)
         if not ctx.is_main:

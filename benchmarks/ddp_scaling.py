@@ -5,7 +5,7 @@
 For each process count the script launches ``python -m torch.distributed.run
 --nproc_per_node=N`` on itself (rendezvous on 127.0.0.1, a free port). Every rank runs the real
 data-parallel step: it samples ``--batch`` sequences from its own seed stream
-(:func:`agents.distributed.shard_seed`), estimates Monte-Carlo Q with ``--rollouts`` completions
+(:func:`agents.runtime.shard_seed`), estimates Monte-Carlo Q with ``--rollouts`` completions
 scored by the discriminator, takes a REINFORCE step of the DDP-wrapped ``LSTMPolicy``, then a
 discriminator step of the DDP-wrapped discriminator on its real/fake shard (gradients
 all-reduced by DDP). Per-rank work is fixed (weak scaling), so the ideal is N times the
@@ -34,9 +34,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agents import estimators as est  # noqa: E402
-from agents import training as tr  # noqa: E402
-from agents.distributed import (  # noqa: E402
+from agents.runtime import (  # noqa: E402
     all_reduce_mean,
     barrier,
     init_distributed,
@@ -44,6 +42,9 @@ from agents.distributed import (  # noqa: E402
     shutdown,
     wrap_ddp,
 )
+
+from agents import estimators as est  # noqa: E402
+from agents import training as tr  # noqa: E402
 
 
 def worker(args: argparse.Namespace) -> None:

@@ -12,12 +12,12 @@ import copy
 
 import pytest
 import torch
+from agents.runtime import build_config
 from gymnasium.error import InvalidAction, ResetNeeded
 
 from agents import actor_critic as ac
 from agents import bgan, reinforce
 from agents import training as tr
-from agents.config import build_config
 from agents.critic import LSTMCritic
 from tests.test_hot_paths import _guarded, no_host_sync_in_loop
 from tests.test_reinforce import T, V, tiny_setup

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from agents.runtime import load_checkpoint, shard_seed
 
-from agents.checkpoint import load_checkpoint
-from agents.distributed import shard_seed
 from image_samplers.began.cli import main
 from image_samplers.began.config import BEGANConfig
 from image_samplers.began.model import sample_z

@@ -8,15 +8,14 @@ import random
 import numpy as np
 import pytest
 import torch
-
-from agents.checkpoint import (
+from agents.runtime import (
     CheckpointError,
+    MetricLogger,
     atomic_save,
     load_checkpoint,
     rng_state,
     set_rng_state,
 )
-from agents.metric_log import MetricLogger
 
 
 def test_round_trip_keeps_tensors(tmp_path):

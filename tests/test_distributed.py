@@ -23,17 +23,18 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # when run as a worker script
     sys.path.insert(0, str(ROOT))
 
-from agents import estimators as est  # noqa: E402
-from agents import training as tr  # noqa: E402
-from agents.checkpoint import atomic_save, load_checkpoint  # noqa: E402
-from agents.distributed import (  # noqa: E402
+from agents.runtime import (  # noqa: E402
+    atomic_save,
+    load_checkpoint,
+    main_logger,  # noqa: E402
+)
+from agents.runtime.distributed import (  # noqa: E402
     DistContext,
     DistributedSetupError,
     RendezvousError,
     all_reduce_mean,
     current_context,
     init_distributed,
-    main_logger,
     on_main,
     read_launch_env,
     shard_seed,
@@ -41,6 +42,9 @@ from agents.distributed import (  # noqa: E402
     unwrap,
     wrap_ddp,
 )
+
+from agents import estimators as est  # noqa: E402
+from agents import training as tr  # noqa: E402
 from agents.policies import LSTMPolicy  # noqa: E402
 from textgan_envs.discriminators import (  # noqa: E402
     CNNDiscriminator,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from agents.runtime import ConfigError, build_config
 
-from agents.config import ConfigError, build_config
 from agents.maskgan import MaskGANConfig, actor_critic_terms, baseline_values, load_run, train
 from agents.maskgan_metrics import FillEvaluator, fill_perplexity
 from agents.seq2seq import Seq2SeqGenerator, mask_mle_loss

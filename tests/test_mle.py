@@ -7,9 +7,9 @@ import json
 
 import pytest
 import torch
+from agents.runtime import CheckpointError
 
 import agents.mle as mle
-from agents.checkpoint import CheckpointError
 from agents.mle import MLEConfig, load_mle_checkpoint, train_mle
 from agents.mle_cli import main
 from agents.policies import LSTMPolicy

@@ -6,10 +6,10 @@ import copy
 
 import pytest
 import torch
+from agents.runtime import build_config
 
 from agents import reinforce
 from agents import training as tr
-from agents.config import build_config
 from agents.policies import LSTMPolicy
 from textgan_envs.rollout import monte_carlo_q
 

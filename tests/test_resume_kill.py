@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from agents.checkpoint import CheckpointError, load_checkpoint
+from agents.runtime import CheckpointError, load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TOTAL = 8

@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _pairs(items: list[str], flag: str) -> list[tuple[str, object]]:
-    from agents.config import ConfigError, parse_override
+    from agents.runtime import ConfigError, parse_override
 
     out = []
     for item in items:

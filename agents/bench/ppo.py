@@ -76,7 +76,7 @@ def run_ppo_cell(runner: Any, seed: int, budget: int, out_dir: Path) -> list[Row
     from stable_baselines3 import PPO
 
     from agents.bench import runners as rn
-    from agents.checkpoint import atomic_save, load_checkpoint
+    from agents.runtime import atomic_save, load_checkpoint
     from agents.sb3 import (
         DiscriminatorSchedule,
         DiscriminatorUpdateCallback,

@@ -58,7 +58,7 @@ def check_agents(names: tuple[str, ...] | list[str]) -> None:
 
 def _common_config(cfg: BenchConfig, seed: int, out_dir: Path, **extra: Any) -> Any:
     from agents import training as tr
-    from agents.config import build_config
+    from agents.runtime import build_config
 
     values = {
         **cfg.common,
@@ -75,7 +75,7 @@ def _common_config(cfg: BenchConfig, seed: int, out_dir: Path, **extra: Any) -> 
 
 def agent_config(cfg: BenchConfig, agent: str, seed: int, out_dir: Path, total_steps: int) -> Any:
     """The agent's own config: common fields, then its overrides, then the bench's run settings."""
-    from agents.config import build_config
+    from agents.runtime import build_config
 
     spec = bench_spec(agent)
     if spec.bench == "sb3":  # stock SB3 has no agent config of its own: the common fields
@@ -204,8 +204,8 @@ class BenchRunner:
         the cached checkpoint is exactly what an agent's own pre-training would produce; only
         the evaluation cadence is the bench's (every ``pretrain_eval_every`` epochs).
         """
-        from agents.checkpoint import load_checkpoint
         from agents.mle import pretraining_config, train_mle
+        from agents.runtime import load_checkpoint
 
         setup = _fresh_setup(self.cfg, seed)
         task = build_task(self.cfg, seed, setup)
@@ -285,7 +285,7 @@ class BenchRunner:
     def _train_agent(
         self, agent, seed, budget, pretrained, out_dir, policy, task, progress, progress_path
     ):
-        from agents.checkpoint import load_checkpoint
+        from agents.runtime import load_checkpoint
 
         train_fn = bench_spec(agent).train_fn()
         g_steps = agent_config(self.cfg, agent, seed, out_dir, 1).g_steps
@@ -315,8 +315,8 @@ class BenchRunner:
         self, agent, seed, budget, pretrained, out_dir, policy, task, progress, progress_path
     ):
         """Continued MLE: ``budget`` Adam steps on batches of ``batch_size`` real sequences."""
-        from agents.checkpoint import atomic_save, load_checkpoint
         from agents.mle import mle_loss, pretraining_config
+        from agents.runtime import atomic_save, load_checkpoint
 
         mle = pretraining_config(
             _common_config(self.cfg, seed, out_dir)

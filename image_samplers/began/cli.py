@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from agents.runtime import CheckpointError, relaunch_under_torchrun
 
-from agents.checkpoint import CheckpointError
-from agents.distributed import relaunch_under_torchrun
 from image_samplers.began.config import BEGANConfig, ConfigError
 from image_samplers.began.model import sample_z
 from image_samplers.began.train import CHECKPOINT, BEGANTrainer, generate, load_generator
@@ -31,7 +30,7 @@ def _train(args: argparse.Namespace) -> int:
         return relaunch_under_torchrun("image_samplers.began.cli", args.nproc_per_node, args.argv)
     ctx = None
     if args.distributed or "WORLD_SIZE" in os.environ:
-        from agents.distributed import DistributedSetupError, init_distributed
+        from agents.runtime import DistributedSetupError, init_distributed
 
         try:
             ctx = init_distributed(timeout_s=args.dist_timeout, device=args.device)
@@ -42,7 +41,7 @@ def _train(args: argparse.Namespace) -> int:
         return _train_in_context(args, ctx)
     finally:
         if ctx is not None:
-            from agents.distributed import shutdown
+            from agents.runtime import shutdown
 
             shutdown(ctx)
 

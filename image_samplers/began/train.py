@@ -9,7 +9,7 @@ Why it is shaped like this:
 - Exact resume: the checkpoint holds both networks, both optimisers, k_t, the z
   generator's state, the global RNG states and the data cursor (epoch, position);
   every epoch's order is a pure function of (seed, epoch).
-- Data parallel (torchrun, see :mod:`agents.distributed`): ``batch_size`` is per rank; every
+- Data parallel (torchrun, see :mod:`agents.runtime.distributed`): ``batch_size`` is per rank; every
   rank walks the same epoch order in global batches of ``batch_size * world_size`` and takes
   its own slice, draws z from its own sharded seed, and runs G and D through DDP (gradients
   averaged, so W ranks equal one process on the concatenated batch). The losses are
@@ -26,23 +26,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
-
-from agents.checkpoint import (
+from agents.runtime import (
     CheckpointError,
-    atomic_save,
-    load_checkpoint,
-    rng_state,
-    set_rng_state,
-)
-from agents.distributed import (
     DistContext,
     all_reduce_mean,
+    atomic_save,
     gather_objects,
+    load_checkpoint,
     main_logger,
+    rng_state,
+    set_rng_state,
     shard_seed,
     wrap_ddp,
 )
+from torch import nn
+
 from image_samplers.began.config import BEGANConfig
 from image_samplers.began.losses import (
     autoencoder_loss,

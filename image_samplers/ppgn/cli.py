@@ -17,8 +17,8 @@ from dataclasses import fields
 from pathlib import Path
 
 import torch
+from agents.runtime import CheckpointError
 
-from agents.checkpoint import CheckpointError
 from image_samplers.data import DataError, load_dataset, save_image_grid
 
 from .conditions import ConditionError

@@ -24,16 +24,16 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
-from agents.checkpoint import (
+from agents.runtime import (
     CheckpointError,
+    MetricLogger,
     atomic_save,
     load_checkpoint,
     rng_state,
     set_rng_state,
 )
-from agents.metric_log import MetricLogger
+from torch import nn
+
 from image_samplers.data import ImageDataset
 from textgan_envs.device import resolve_device
 

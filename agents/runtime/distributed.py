@@ -56,7 +56,6 @@ __all__ = [
     "DistContext",
     "DistributedModule",
     "DistributedSetupError",
-    "NullLogger",
     "RendezvousError",
     "all_reduce_mean",
     "barrier",
@@ -64,7 +63,6 @@ __all__ = [
     "current_context",
     "gather_objects",
     "init_distributed",
-    "main_logger",
     "on_main",
     "read_launch_env",
     "shard_seed",
@@ -429,25 +427,6 @@ def on_main(ctx: DistContext, fn: Callable[..., T], *args: Any, **kwargs: Any) -
     result = fn(*args, **kwargs) if ctx.is_main else None
     barrier(ctx)
     return result
-
-
-class NullLogger:
-    """The :class:`agents.metric_log.MetricLogger` interface doing nothing (ranks > 0)."""
-
-    def log(self, step: int, metrics: Mapping[str, Any]) -> None:
-        """Drop the row."""
-
-    def close(self) -> None:
-        """Nothing to close."""
-
-
-def main_logger(ctx: DistContext, *args: Any, **kwargs: Any):
-    """A ``MetricLogger(*args, **kwargs)`` on rank 0, a :class:`NullLogger` on other ranks."""
-    if not ctx.is_main:
-        return NullLogger()
-    from agents.metric_log import MetricLogger
-
-    return MetricLogger(*args, **kwargs)
 
 
 def all_reduce_mean(value: torch.Tensor | float, ctx: DistContext) -> torch.Tensor:

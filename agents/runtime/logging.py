@@ -1,8 +1,9 @@
-"""One logger for every trainer: append-only CSV plus optional TensorBoard scalars.
+"""One logger for every trainer: append-only CSV plus optional TensorBoard scalars; the progress bar.
 
 Why CSV first: it survives any crash line by line, is trivial to plot and to
 diff, and resuming a run simply keeps appending (rows past the resumed step are
-dropped so a resumed run never shows duplicated steps).
+dropped so a resumed run never shows duplicated steps). In a data-parallel run only rank 0
+writes; the other ranks get a :class:`NullLogger`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,12 @@ import csv
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from agents.runtime.distributed import DistContext, current_context
+
+if TYPE_CHECKING:
+    from agents.runtime.run_checkpoint import RunState
 
 
 class MetricLogger:
@@ -88,3 +94,45 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     return value
+
+
+class NullLogger:
+    """The :class:`MetricLogger` interface doing nothing (ranks > 0)."""
+
+    def log(self, step: int, metrics: Mapping[str, Any]) -> None:
+        """Drop the row."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def main_logger(ctx: DistContext, *args: Any, **kwargs: Any) -> MetricLogger | NullLogger:
+    """A ``MetricLogger(*args, **kwargs)`` on rank 0, a :class:`NullLogger` on other ranks."""
+    if not ctx.is_main:
+        return NullLogger()
+    return MetricLogger(*args, **kwargs)
+
+
+def open_logger(
+    run_dir: str | Path, state: RunState, resumed: bool, tensorboard: bool
+) -> MetricLogger | NullLogger:
+    """``metrics.csv`` (+ TensorBoard) in ``run_dir``; a resumed run drops rows past its checkpoint.
+
+    Ranks other than 0 get a logger that writes nothing.
+    """
+    return main_logger(
+        current_context(),
+        run_dir,
+        name="metrics",
+        tensorboard=tensorboard,
+        resume_from_step=state.step if resumed else None,
+    )
+
+
+def progress_bar(total: int, initial: int, enabled: bool, desc: str, **kwargs: Any):
+    """A tqdm bar over a run's steps that starts at ``initial`` when resuming."""
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total, initial=initial, disable=not enabled, desc=desc, dynamic_ncols=True, **kwargs
+    )

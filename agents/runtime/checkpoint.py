@@ -1,4 +1,4 @@
-"""Atomic, safely loaded checkpoints and RNG-state capture, shared by every trainer.
+"""Atomic, safely loaded checkpoint files, shared by every trainer.
 
 Why: a run killed mid-write must never leave a half-written file where the last
 good checkpoint was, and a checkpoint from somewhere else must never be
@@ -10,13 +10,11 @@ renamed over the target (atomic on POSIX), and loads use
 from __future__ import annotations
 
 import os
-import random
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 
@@ -63,45 +61,3 @@ def load_checkpoint(
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks required entries: {', '.join(missing)}")
     return state
-
-
-def rng_state() -> dict[str, Any]:
-    """Capture Python, NumPy and torch RNG states as tensors/plain types (``weights_only``-safe)."""
-    py_version, py_internal, py_gauss = random.getstate()
-    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
-    state: dict[str, Any] = {
-        "python": torch.tensor(py_internal, dtype=torch.int64),
-        "python_version": py_version,
-        "python_gauss": py_gauss,
-        "numpy_keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
-        "numpy_pos": int(np_pos),
-        "numpy_has_gauss": int(np_has_gauss),
-        "numpy_gauss": float(np_gauss),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: Mapping[str, Any]) -> None:
-    """Restore what :func:`rng_state` captured."""
-    internal = tuple(int(v) for v in state["python"].tolist())
-    random.setstate((state["python_version"], internal, state["python_gauss"]))
-    np.random.set_state(
-        (
-            "MT19937",
-            state["numpy_keys"].numpy().astype(np.uint32),
-            int(state["numpy_pos"]),
-            int(state["numpy_has_gauss"]),
-            float(state["numpy_gauss"]),
-        )
-    )
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def generator_state(generator: torch.Generator) -> torch.Tensor:
-    """State of a ``torch.Generator`` (a uint8 tensor), for checkpoints."""
-    return generator.get_state()
