@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from agents.runtime import atomic_save, load_checkpoint
 from torch import nn
 
+from agents.runtime import atomic_save, load_checkpoint
 from image_samplers.data import ImageDataset
 from textgan_envs.device import resolve_device
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from agents.runtime import load_checkpoint, shard_seed
 
+from agents.runtime import load_checkpoint, shard_seed
 from image_samplers.began.cli import main
 from image_samplers.began.config import BEGANConfig
 from image_samplers.began.model import sample_z
@@ -74,8 +74,10 @@ class ConcatenatedTrainer(BEGANTrainer):
 def _assert_same(state: dict, ref: BEGANTrainer) -> None:
     for name, net in (("generator", ref.generator), ("discriminator", ref.discriminator)):
         for key, value in net.state_dict().items():
-            torch.testing.assert_close(state[name][key], value, rtol=1e-4, atol=1e-5, msg=key)
-    assert float(state["k"]) == pytest.approx(float(ref.k), abs=1e-6)
+            torch.testing.assert_close(
+                state["modules"][name][key], value, rtol=1e-4, atol=1e-5, msg=key
+            )
+    assert float(state["tensors"]["k"]) == pytest.approx(float(ref.k), abs=1e-6)
 
 
 def test_two_ranks_equal_one_process_on_the_concatenated_batch_and_resume(tmp_path):
@@ -87,7 +89,7 @@ def test_two_ranks_equal_one_process_on_the_concatenated_batch_and_resume(tmp_pa
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-4000:]
     ref.train(stop_at=2, progress=False)
     state = load_checkpoint(out / "checkpoint.pt")
-    assert state["world_size"] == WORLD and len(state["z_rngs"]) == WORLD
+    assert state["world_size"] == WORLD and len(state["rank_states"]) == WORLD
     assert float(ref.k) > 0.0  # the controller moved, so the k comparison is not vacuous
     _assert_same(state, ref)
 

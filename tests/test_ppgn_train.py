@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from agents.runtime import CheckpointError, atomic_save
 
+from agents.runtime import CheckpointError, atomic_save
 from image_samplers.data import load_digits
 from image_samplers.metrics import train_evaluator
 from image_samplers.ppgn import cli

@@ -4,7 +4,8 @@ Public API: :class:`BEGANConfig`, :class:`Generator`, :class:`Discriminator`,
 the losses in :mod:`.losses`, and :class:`BEGANTrainer` in :mod:`.train`.
 """
 
-from image_samplers.began.config import BEGANConfig, ConfigError
+from agents.runtime import ConfigError  # the one config error of every trainer
+from image_samplers.began.config import BEGANConfig
 from image_samplers.began.losses import (
     autoencoder_loss,
     convergence_measure,

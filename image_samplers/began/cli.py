@@ -12,9 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from agents.runtime import CheckpointError, relaunch_under_torchrun
 
-from image_samplers.began.config import BEGANConfig, ConfigError
+from agents.runtime import (
+    CheckpointError,
+    ConfigError,
+    RunDirError,
+    relaunch_under_torchrun,
+    seed_stream,
+)
+from image_samplers.began.config import BEGANConfig
 from image_samplers.began.model import sample_z
 from image_samplers.began.train import CHECKPOINT, BEGANTrainer, generate, load_generator
 from image_samplers.data import DataError, load_dataset, save_image_grid
@@ -90,9 +96,6 @@ def _train_in_context(args: argparse.Namespace, ctx: Any) -> int:
         }
         values.update({k: v for k, v in optional.items() if v is not None})
         config = BEGANConfig(**values)
-        out.mkdir(parents=True, exist_ok=True)
-        if main:
-            (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
         trainer = BEGANTrainer(config, out_dir=out, device=args.device, ctx=ctx)
     try:
         last = trainer.train(progress=not args.no_progress)
@@ -157,7 +160,7 @@ def evaluate_run(
         evaluator = train_evaluator(data, epochs=evaluator_epochs, seed=seed, device=device)
         evaluator.save(cache)
     real = data.images[torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]]
-    fake = generate(generator, n, seed=seed + 1)
+    fake = generate(generator, n, seed=seed_stream(seed, "began.eval_fake"))
     return {
         "step": float(step),
         "evaluator_test_accuracy": evaluator.test_accuracy,
@@ -328,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         return int(args.func(args))
-    except (ConfigError, DataError, CheckpointError, ValueError) as exc:
+    except (ConfigError, DataError, CheckpointError, RunDirError, ValueError) as exc:
         print(f"began {args.command}: {exc}", file=sys.stderr)
         return 2
 

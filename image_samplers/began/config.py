@@ -5,11 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from agents.runtime import ConfigError
+
 INITS = ("xavier", "default")
-
-
-class ConfigError(ValueError):
-    """A configuration value is out of range; the message names the field."""
 
 
 @dataclass

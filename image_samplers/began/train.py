@@ -6,9 +6,11 @@ Why it is shaped like this:
 - The discriminator step runs D once on ``cat(x, G(z_D))`` with G under ``no_grad``;
   the generator step freezes D's weights so only input gradients flow through it.
 - Channels-last activations and fused (or foreach) Adam where the build supports them.
-- Exact resume: the checkpoint holds both networks, both optimisers, k_t, the z
-  generator's state, the global RNG states and the data cursor (epoch, position);
-  every epoch's order is a pure function of (seed, epoch).
+- Exact resume, on the run layer every trainer shares (:mod:`agents.runtime`): the run
+  directory's ``config.json`` holds the config, its checkpoint both networks, both
+  optimisers, the z generator's state, the global RNG states and the small state (k_t, the
+  open log window, the data cursor epoch/position); every epoch's order is a pure function
+  of (seed, epoch).
 - Data parallel (torchrun, see :mod:`agents.runtime.distributed`): ``batch_size`` is per rank; every
   rank walks the same epoch order in global batches of ``batch_size * world_size`` and takes
   its own slice, draws z from its own sharded seed, and runs G and D through DDP (gradients
@@ -26,21 +28,28 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from agents.runtime import (
-    CheckpointError,
-    DistContext,
-    all_reduce_mean,
-    atomic_save,
-    gather_objects,
-    load_checkpoint,
-    main_logger,
-    rng_state,
-    set_rng_state,
-    shard_seed,
-    wrap_ddp,
-)
 from torch import nn
 
+from agents.runtime import (
+    CHECKPOINT_NAME,
+    RESUMABLE_CHANGES,
+    CheckpointError,
+    DistContext,
+    RunState,
+    all_reduce_mean,
+    atomic_save,
+    load_checkpoint,
+    main_logger,
+    prepare_run_dir,
+    progress_bar,
+    read_run_config,
+    resume_or_start,
+    save_run_checkpoint,
+    seed_stream,
+    shard_seed,
+    step_seed,
+    wrap_ddp,
+)
 from image_samplers.began.config import BEGANConfig
 from image_samplers.began.losses import (
     autoencoder_loss,
@@ -53,9 +62,11 @@ from image_samplers.began.model import Discriminator, Generator, sample_z
 from image_samplers.data import ImageDataset, load_dataset, save_image_grid
 from textgan_envs.device import resolve_device
 
-CHECKPOINT = "checkpoint.pt"
+AGENT = "began"
+CHECKPOINT = CHECKPOINT_NAME
 LOG_KEYS = ("loss_real", "loss_fake", "loss_d_fake", "k", "m_global")
-_REQUIRED = ("config", "step", "generator", "discriminator", "opt_g", "opt_d", "k", "z_rng")
+# A resumed run may go on longer: ``steps`` changes when it stops, not what it computes.
+RESUMABLE = RESUMABLE_CHANGES | {"steps"}
 
 
 def make_adam(params: Any, config: BEGANConfig, device: torch.device) -> torch.optim.Adam:
@@ -71,12 +82,16 @@ def make_adam(params: Any, config: BEGANConfig, device: torch.device) -> torch.o
 
 def epoch_order(num_images: int, seed: int, epoch: int) -> torch.Tensor:
     """The data order of one epoch: a pure function of (seed, epoch), so resume needs no RNG state."""
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    gen = torch.Generator().manual_seed(step_seed(seed, epoch))
     return torch.randperm(num_images, generator=gen)
 
 
 class BEGANTrainer:
-    """Owns the networks, optimisers, k_t and data cursor; ``train()`` runs to ``config.steps``."""
+    """Owns the networks, optimisers, k_t and data cursor; ``train()`` runs to ``config.steps``.
+
+    With ``out_dir`` the trainer owns a run directory: it writes ``config.json`` and the step-0
+    checkpoint, or (``resume``) continues the checkpoint there; without one it keeps nothing.
+    """
 
     def __init__(
         self,
@@ -85,6 +100,7 @@ class BEGANTrainer:
         device: str | torch.device = "auto",
         dataset: ImageDataset | None = None,
         ctx: DistContext | None = None,
+        resume: bool = False,
     ) -> None:
         self.config = config
         self.ctx = ctx if ctx is not None else DistContext(device=resolve_device(device))
@@ -108,7 +124,7 @@ class BEGANTrainer:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.images = dataset.images.to(self.device).contiguous(memory_format=self.memory_format)
 
-        torch.manual_seed(config.seed)
+        torch.manual_seed(seed_stream(config.seed, "began.init"))
         self.generator = Generator(config).to(self.device, memory_format=self.memory_format)
         self.discriminator = Discriminator(config).to(self.device, memory_format=self.memory_format)
         self.opt_g = make_adam(self.generator.parameters(), config, self.device)
@@ -126,15 +142,30 @@ class BEGANTrainer:
 
         self.k = torch.zeros((), device=self.device)
         self.step = 0
-        z_seed = shard_seed(config.seed + 1, self.ctx.rank)
+        z_seed = shard_seed(seed_stream(config.seed, "began.z"), self.ctx.rank)
         self.z_rng = torch.Generator(device=self.device).manual_seed(z_seed)
-        self.fixed_z = sample_z(64, config.z_dim, torch.Generator().manual_seed(config.seed + 2))
-        self.fixed_z = self.fixed_z.to(self.device)
+        fixed = torch.Generator().manual_seed(seed_stream(config.seed, "began.fixed_z"))
+        self.fixed_z = sample_z(64, config.z_dim, fixed).to(self.device)
         self.epoch = 0
         self.position = 0
         self._order = epoch_order(len(dataset), config.seed, 0).to(self.device)
         self._sums = torch.zeros(len(LOG_KEYS), device=self.device)
         self._window = 0
+        if self.out_dir is not None:
+            prepare_run_dir(self.out_dir, config, AGENT, resume, resumable=RESUMABLE)
+            modules, optimizers, generators = self._checkpointed()
+            state, resumed = resume_or_start(
+                self.out_dir,
+                resume,
+                modules,
+                optimizers,
+                generators,
+                AGENT,
+                self.device,
+                **self._small_state(),
+            )
+            if resumed:
+                self._restore(state)
 
     # ----------------------------------------------------------------- data
     def _next_batch(self) -> torch.Tensor:
@@ -219,8 +250,6 @@ class BEGANTrainer:
         On KeyboardInterrupt the last completed step is checkpointed before re-raising.
         Returns the last logged window.
         """
-        from tqdm.auto import tqdm
-
         cfg = self.config
         end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
         logger = None
@@ -234,9 +263,7 @@ class BEGANTrainer:
                 resume_from_step=self.step if self.step > 0 else None,
             )
         last: dict[str, float] = {}
-        bar = tqdm(
-            total=end, initial=self.step, disable=not (progress and main), desc="BEGAN", unit="step"
-        )
+        bar = progress_bar(end, self.step, progress and main, "BEGAN", unit="step")
         tick, tick_step = time.perf_counter(), self.step
         try:
             while self.step < end:
@@ -260,12 +287,12 @@ class BEGANTrainer:
                 if main and cfg.snapshot_every and step % cfg.snapshot_every == 0:
                     self.save_snapshot(self.out_dir / "snapshots" / f"G_{step:07d}.pt")
                 if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == end:
-                    self.save(self.out_dir / CHECKPOINT)
+                    self.save()
         except KeyboardInterrupt:
             # Saving gathers every rank's state: a collective the other ranks may never join
             # once interrupted, so a data-parallel run keeps its last periodic checkpoint.
             if self.out_dir is not None and not self.ctx.distributed:
-                self.save(self.out_dir / CHECKPOINT)
+                self.save()
             raise
         finally:
             bar.close()
@@ -291,63 +318,38 @@ class BEGANTrainer:
             path,
         )
 
-    def state_dict(self) -> dict[str, Any]:
-        """The full training state; ``z_rngs`` holds every rank's z-generator state.
+    # ----------------------------------------------------------------- checkpoints
+    def _checkpointed(self) -> tuple[dict[str, nn.Module], dict[str, Any], dict[str, Any]]:
+        """Modules, optimisers and random generators of the run checkpoint."""
+        modules = {"generator": self.generator, "discriminator": self.discriminator}
+        optimizers = {"generator": self.opt_g, "discriminator": self.opt_d}
+        return modules, optimizers, {"z": self.z_rng}
 
-        A collective in a data-parallel run: every rank must call it (rank 0 gets the states).
-        """
-        z_rngs = gather_objects(self.z_rng.get_state(), self.ctx)
+    def _small_state(self) -> dict[str, dict[str, Any]]:
+        """k_t, the open log window and the data cursor, as run-state scalars and tensors."""
         return {
-            "kind": "began",
-            "config": self.config.to_dict(),
-            "step": self.step,
-            "generator": self.generator.state_dict(),
-            "discriminator": self.discriminator.state_dict(),
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
-            "k": self.k.detach().cpu(),
-            "z_rng": self.z_rng.get_state(),
-            "z_rngs": z_rngs,
-            "world_size": self.ctx.world_size,
-            "rng": rng_state(),
-            "fixed_z": self.fixed_z.cpu(),
-            "epoch": self.epoch,
-            "position": self.position,
-            "sums": self._sums.cpu(),
-            "window": self._window,
+            "scalars": {"epoch": self.epoch, "position": self.position, "window": self._window},
+            "tensors": {"k": self.k, "sums": self._sums},
         }
 
-    def save(self, path: str | Path) -> Path | None:
-        """Write the checkpoint from rank 0 (all ranks must call it); ``None`` on other ranks."""
-        state = self.state_dict()
-        if not self.ctx.is_main:
-            return None
-        return atomic_save(state, path)
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.load_state_dict(state["generator"])
-        self.discriminator.load_state_dict(state["discriminator"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        self.k = state["k"].to(self.device)
-        self.step = int(state["step"])
-        saved_world = int(state.get("world_size", 1))
-        if saved_world != self.ctx.world_size:
-            raise CheckpointError(
-                f"the checkpoint was written by {saved_world} process(es) but this run has "
-                f"{self.ctx.world_size}; resume with the same --nproc-per-node"
-            )
-        z_rngs = state.get("z_rngs") or [state["z_rng"]]
-        self.z_rng.set_state(z_rngs[self.ctx.rank])
-        if "rng" in state:
-            set_rng_state(state["rng"])
-        self.fixed_z = state["fixed_z"].to(self.device)
-        self.epoch = int(state["epoch"])
-        self.position = int(state["position"])
+    def _restore(self, state: RunState) -> None:
+        """Continue from a loaded run state (the checkpointed objects are already restored)."""
+        self.step = state.step
+        self.k = state.tensors["k"].to(self.device)
+        self._sums = state.tensors["sums"].to(self.device)
+        self._window = int(state.scalars["window"])
+        self.epoch = int(state.scalars["epoch"])
+        self.position = int(state.scalars["position"])
         self._order = epoch_order(self.images.shape[0], self.config.seed, self.epoch)
         self._order = self._order.to(self.device)
-        self._sums = state["sums"].to(self.device)
-        self._window = int(state["window"])
+
+    def save(self) -> Path | None:
+        """Checkpoint the run into its directory (every rank must call it; rank 0 writes)."""
+        if self.out_dir is None:
+            raise ValueError("this trainer has no run directory to checkpoint into")
+        state = RunState(self.step, **self._small_state())
+        path = save_run_checkpoint(self.out_dir, state, *self._checkpointed(), AGENT)
+        return path if self.ctx.is_main else None
 
     @classmethod
     def resume(
@@ -358,26 +360,35 @@ class BEGANTrainer:
         ctx: DistContext | None = None,
         **overrides: Any,
     ) -> BEGANTrainer:
-        """Rebuild a trainer from ``out_dir/checkpoint.pt``; ``overrides`` may extend ``steps``."""
-        out_dir = Path(out_dir)
-        state = load_checkpoint(out_dir / CHECKPOINT, required_keys=_REQUIRED)
-        config = BEGANConfig.from_dict({**state["config"], **overrides})
-        trainer = cls(config, out_dir=out_dir, device=device, dataset=dataset, ctx=ctx)
-        trainer.load_state_dict(state)
-        return trainer
+        """Continue the run in ``out_dir`` with its own config; ``overrides`` may extend ``steps``."""
+        saved = read_run_config(out_dir, agent=AGENT)
+        saved.pop("agent")
+        config = BEGANConfig.from_dict({**saved, **overrides})
+        return cls(config, out_dir=out_dir, device=device, dataset=dataset, ctx=ctx, resume=True)
 
 
 def load_generator(
     path: str | Path, device: str | torch.device = "auto"
 ) -> tuple[Generator, BEGANConfig, int]:
-    """A generator (eval mode) from a run directory, checkpoint or snapshot file."""
+    """A generator (eval mode) from a run directory or a snapshot file ``snapshots/G_<step>.pt``.
+
+    A run directory's checkpoint holds the networks, its ``config.json`` the config; a
+    snapshot (and the checkpoint of a run from before the shared run format) holds both.
+    """
     path = Path(path)
-    if path.is_dir():
-        path = path / CHECKPOINT
-    state = load_checkpoint(path, required_keys=("config", "generator", "step"))
-    config = BEGANConfig.from_dict(state["config"])
+    run_dir = path if path.is_dir() else None
+    state = load_checkpoint(path / CHECKPOINT if run_dir else path, required_keys=("step",))
+    if run_dir is not None and "modules" in state:
+        saved = read_run_config(run_dir, agent=AGENT)
+        saved.pop("agent")
+        config, weights = BEGANConfig.from_dict(saved), state["modules"]["generator"]
+    else:
+        missing = [k for k in ("config", "generator") if k not in state]
+        if missing:
+            raise CheckpointError(f"{path} lacks required entries: {', '.join(missing)}")
+        config, weights = BEGANConfig.from_dict(state["config"]), state["generator"]
     generator = Generator(config)
-    generator.load_state_dict(state["generator"])
+    generator.load_state_dict(weights)
     return generator.to(resolve_device(device)).eval(), config, int(state["step"])
 
 

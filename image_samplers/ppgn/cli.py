@@ -17,8 +17,8 @@ from dataclasses import fields
 from pathlib import Path
 
 import torch
-from agents.runtime import CheckpointError
 
+from agents.runtime import CheckpointError, RunDirError
 from image_samplers.data import DataError, load_dataset, save_image_grid
 
 from .conditions import ConditionError
@@ -251,7 +251,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "sample":
             return _sample(args)
         return _eval(args)
-    except (CheckpointError, DataError, ConditionError, ValueError, FileExistsError) as exc:
+    except (
+        CheckpointError,
+        DataError,
+        ConditionError,
+        RunDirError,
+        ValueError,
+        FileExistsError,
+    ) as exc:
         print(f"textgan ppgn {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

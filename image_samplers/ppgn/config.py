@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from agents.runtime import ConfigError
+
 #: Fields that fix network shapes: a checkpoint whose values differ cannot be loaded.
 SHAPE_FIELDS = ("image_size", "num_classes", "code_dim", "width", "dae_hidden")
 
@@ -76,16 +78,16 @@ class PPGNConfig:
 
     def __post_init__(self) -> None:
         if self.image_size % 4 != 0 or self.image_size < 8:
-            raise ValueError(f"image_size must be a multiple of 4 and >= 8, got {self.image_size}")
+            raise ConfigError(f"image_size must be a multiple of 4 and >= 8, got {self.image_size}")
         for name in ("code_dim", "width", "dae_hidden", "batch_size", "num_classes"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.classifier_epochs < 1:
-            raise ValueError(f"classifier_epochs must be >= 1, got {self.classifier_epochs}")
+            raise ConfigError(f"classifier_epochs must be >= 1, got {self.classifier_epochs}")
         if min(self.generator_epochs, self.dae_epochs) < 0:
-            raise ValueError("generator_epochs and dae_epochs must be >= 0 (0 skips the stage)")
+            raise ConfigError("generator_epochs and dae_epochs must be >= 0 (0 skips the stage)")
         if not 0.0 < self.valid_fraction < 1.0:
-            raise ValueError(f"valid_fraction must lie in (0, 1), got {self.valid_fraction}")
+            raise ConfigError(f"valid_fraction must lie in (0, 1), got {self.valid_fraction}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-type dict (safe for ``weights_only`` checkpoints)."""

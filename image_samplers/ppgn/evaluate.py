@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from agents.runtime import seed_stream
 from image_samplers.data import ImageDataset, load_dataset, save_image_grid
 from image_samplers.metrics import Evaluator, frechet_distance, train_evaluator
 
@@ -24,7 +25,6 @@ from .sampler import PRESETS, SampleResult, preset
 from .train import PPGNModels, load_run
 
 EVALUATOR_NAME = "evaluator.pt"
-EVALUATOR_SEED_OFFSET = 101
 
 
 def pairwise_diversity(features: torch.Tensor) -> float:
@@ -111,7 +111,7 @@ def get_evaluator(
         if evaluator.image_size == data.image_size:
             return evaluator
     evaluator = train_evaluator(
-        data, epochs=epochs, seed=models.config.seed + EVALUATOR_SEED_OFFSET, device=device
+        data, epochs=epochs, seed=seed_stream(models.config.seed, "ppgn.evaluator"), device=device
     )
     evaluator.save(path)
     return evaluator
@@ -188,7 +188,7 @@ def evaluate_run(
         mix_classes = torch.arange(ncls)
         mix_cfg = replace(config, steps=mixing_steps, reset_every=reset_every, save_every=10)
         mix = make_sampler(models, mix_cfg, class_condition(models, mix_classes)).run(
-            ncls, seed=seed + 1
+            ncls, seed=seed_stream(seed, "ppgn.eval_mixing")
         )
         rows[variant] = {
             "scores": scores.__dict__,

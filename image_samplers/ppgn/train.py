@@ -13,6 +13,11 @@ Stages, in order (each checkpointed after every epoch):
 4. ``generator_noiseless_joint``: the same without noise (optional).
 5. ``dae_h``: R(h), a DAE on codes with Gaussian noise (PPGN-h prior).
 6. ``dae_x``: R(x), a DAE on images (PPGN-x prior).
+
+Runs follow the run layer every trainer shares (:mod:`agents.runtime`): ``config.json``
+holds the config and the data spec, the checkpoint every network, every optimiser, the code
+statistics and the global RNG states; its step counts the epochs trained over all stages, so
+the stage and epoch to continue from follow from it (:func:`progress_at`).
 """
 
 from __future__ import annotations
@@ -24,25 +29,36 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from agents.runtime import (
-    CheckpointError,
-    MetricLogger,
-    atomic_save,
-    load_checkpoint,
-    rng_state,
-    set_rng_state,
-)
 from torch import nn
 
+from agents.runtime import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_NAME,
+    RESUMABLE_CHANGES,
+    CheckpointError,
+    RunState,
+    has_checkpoint,
+    load_checkpoint,
+    open_logger,
+    prepare_run_dir,
+    progress_bar,
+    read_run_config,
+    resume_or_start,
+    save_run_checkpoint,
+    seed_stream,
+)
 from image_samplers.data import ImageDataset
 from textgan_envs.device import resolve_device
 
 from .config import SHAPE_FIELDS, PPGNConfig
 from .models import Classifier, CodeDAE, Discriminator, Generator, ImageDAE
 
-CHECKPOINT_NAME = "checkpoint.pt"
-CHECKPOINT_KIND = "ppgn"
+AGENT = "ppgn"
+CHECKPOINT_KIND = AGENT
 CHECKPOINT_VERSION = 1
+# The data spec says where the data lives (a path may move between machines), not what a run
+# computes: a resumed run may name it differently.
+RESUMABLE = RESUMABLE_CHANGES | {"data"}
 GENERATORS = ("dgn", "joint", "noiseless_joint")
 
 
@@ -68,6 +84,21 @@ def stage_epochs(config: PPGNConfig, stage: str) -> int:
     if stage.startswith("generator_"):
         return config.generator_epochs
     return config.dae_epochs
+
+
+def progress_at(config: PPGNConfig, step: int) -> tuple[int, int]:
+    """``(stage index, epochs done in it)`` after ``step`` epochs over all stages.
+
+    A finished stage counts as the start of the next one with epochs; ``(len(stages), 0)``
+    when every stage is done.
+    """
+    names = stages(config)
+    for index, stage in enumerate(names):
+        epochs = stage_epochs(config, stage)
+        if step < epochs:
+            return index, step
+        step -= epochs
+    return len(names), 0
 
 
 # ----------------------------------------------------------------------------- losses
@@ -207,13 +238,38 @@ def _check_config(saved: dict[str, Any], config: PPGNConfig, path: Path) -> None
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load and validate a PPGN checkpoint (kind, version, required entries)."""
+    """A run's config, data spec, networks and stage progress, validated.
+
+    Returns ``{"kind", "version", "config", "data", "models", "progress"}`` for a run
+    checkpoint (its config read from the ``config.json`` beside it) and for a checkpoint of
+    the layout PPGN wrote before the shared run format, so older runs still load.
+    """
     path = Path(path)
-    state = load_checkpoint(path, required_keys=("kind", "version", "config", "models", "progress"))
-    if state["kind"] != CHECKPOINT_KIND:
-        raise CheckpointError(
-            f"checkpoint {path} is a {state['kind']!r} checkpoint, not a PPGN run"
-        )
+    state = load_checkpoint(path)
+    kind = state.get("agent", state.get("kind"))
+    if kind != CHECKPOINT_KIND:
+        raise CheckpointError(f"checkpoint {path} is a {kind!r} checkpoint, not a PPGN run")
+    if state.get("format") != CHECKPOINT_FORMAT:
+        return _validated_view(state, path)
+    saved = read_run_config(path.parent, agent=AGENT)
+    config = PPGNConfig.from_dict(saved)
+    stage, epoch = progress_at(config, int(state["step"]))
+    models = {"modules": state["modules"], **state["tensors"], **state["scalars"]}
+    return {
+        "kind": CHECKPOINT_KIND,
+        "version": CHECKPOINT_VERSION,
+        "config": config.to_dict(),
+        "data": saved.get("data", ""),
+        "models": models,
+        "progress": {"stage": stage, "epoch": epoch},
+    }
+
+
+def _validated_view(state: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A checkpoint already in the layout :func:`read_checkpoint` returns, checked."""
+    missing = [k for k in ("version", "config", "models", "progress") if k not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks required entries: {', '.join(missing)}")
     if int(state["version"]) != CHECKPOINT_VERSION:
         raise CheckpointError(
             f"checkpoint {path} has format version {state['version']}, expected {CHECKPOINT_VERSION}"
@@ -371,11 +427,11 @@ def train_ppgn(
     tensorboard: bool = False,
     data_spec: str = "",
 ) -> PPGNModels:
-    """Train all stages into ``out_dir`` (checkpoint after every epoch); resume if asked."""
-    from tqdm.auto import tqdm
+    """Train all stages into ``out_dir`` (checkpoint after every epoch); resume if asked.
 
+    A resumed run keeps its own config; one whose networks have another shape is refused.
+    """
     out = Path(out_dir)
-    path = out / CHECKPOINT_NAME
     dev = resolve_device(device)
     if data.image_size != config.image_size:
         raise ValueError(
@@ -383,61 +439,55 @@ def train_ppgn(
         )
     if data.num_classes != config.num_classes:
         raise ValueError(f"data has {data.num_classes} classes but config has {config.num_classes}")
+    if resume and has_checkpoint(out):
+        saved = read_run_config(out, agent=AGENT)
+        _check_config(saved, config, out / CHECKPOINT_NAME)
+        config = PPGNConfig.from_dict(saved)
+    run_dir = prepare_run_dir(
+        out, config, AGENT, resume, resumable=RESUMABLE, extra={"data": data_spec}
+    )
     names = stages(config)
-    torch.manual_seed(config.seed)
+    torch.manual_seed(seed_stream(config.seed, "ppgn.init"))
     models = PPGNModels.create(config, dev)
-    stage_idx, epoch = 0, 0
-    saved_opt: dict[str, Any] = {}
-    if path.exists() and not resume:
-        raise FileExistsError(
-            f"{path} exists: pass --resume to continue it or choose another --out"
-        )
-    if resume and path.exists():
-        state = read_checkpoint(path)
-        _check_config(state["config"], config, path)
-        config = PPGNConfig.from_dict(state["config"])
-        models = PPGNModels.create(config, dev)
-        models.load_state(state["models"], str(path))
-        stage_idx, epoch = int(state["progress"]["stage"]), int(state["progress"]["epoch"])
-        saved_opt = state.get("optimizers", {})
-        set_rng_state(state["rng"])
+    optimizers = {
+        f"{stage}.{key}": opt for stage in names for key, opt in _optimizers(models, stage).items()
+    }
+    state, resumed = resume_or_start(
+        run_dir, resume, models.modules(), optimizers, {}, AGENT, dev, **_code_state(models)
+    )
+    if resumed:
+        models.code_mean = state.tensors["code_mean"].to(dev)
+        models.code_std = state.tensors["code_std"].to(dev)
+        models.code_max = float(state.scalars["code_max"])
     train_split, _ = data.split(config.valid_fraction, seed=config.seed)
     steps_per_epoch = len(train_split) // config.batch_size
-    logger = MetricLogger(
-        out,
-        "metrics",
-        tensorboard=tensorboard,
-        resume_from_step=_global_step(config, stage_idx, epoch) if resume else None,
-    )
+    stage_idx, epoch = progress_at(config, state.step)
+    logger = open_logger(run_dir, state, resumed, tensorboard)
     try:
         while stage_idx < len(names):
             stage = names[stage_idx]
-            optimizers = _optimizers(models, stage)
-            if saved_opt and epoch > 0:
-                for key, opt in optimizers.items():
-                    opt.load_state_dict(saved_opt[key])
-            saved_opt = {}
+            stage_optimizers = {
+                key.split(".", 1)[1]: opt
+                for key, opt in optimizers.items()
+                if key.split(".", 1)[0] == stage
+            }
             total = stage_epochs(config, stage)
-            bar = tqdm(
-                total=total * steps_per_epoch,
-                initial=epoch * steps_per_epoch,
-                desc=f"ppgn {stage}",
-                disable=not progress,
+            bar = progress_bar(
+                total * steps_per_epoch,
+                epoch * steps_per_epoch,
+                progress,
+                f"ppgn {stage}",
                 leave=True,
             )
             while epoch < total:
-                metrics = _train_epoch(models, stage, optimizers, train_split, epoch, bar)
+                metrics = _train_epoch(models, stage, stage_optimizers, train_split, epoch, bar)
                 epoch += 1
                 if stage == "classifier" and epoch == total:
                     _code_statistics(models, train_split)
-                logger.log(
-                    _global_step(config, stage_idx, epoch),
-                    {f"{stage}/{k}": v for k, v in metrics.items()},
-                )
-                done = epoch == total
-                _save(path, models, config, data_spec, optimizers, stage_idx, epoch, done)
-            if total == 0:  # a skipped stage still advances the recorded progress
-                _save(path, models, config, data_spec, optimizers, stage_idx, 0, True)
+                state.step += 1
+                logger.log(state.step, {f"{stage}/{k}": v for k, v in metrics.items()})
+                state = RunState(state.step, **_code_state(models))
+                save_run_checkpoint(run_dir, state, models.modules(), optimizers, {}, AGENT)
             bar.close()
             stage_idx, epoch = stage_idx + 1, 0
     finally:
@@ -445,36 +495,9 @@ def train_ppgn(
     return models.eval()
 
 
-def _save(
-    path: Path,
-    models: PPGNModels,
-    config: PPGNConfig,
-    data_spec: str,
-    optimizers: dict[str, torch.optim.Optimizer],
-    stage_idx: int,
-    epoch: int,
-    done: bool,
-) -> None:
-    """Atomic checkpoint of everything needed to resume after ``epoch`` of stage ``stage_idx``."""
-    atomic_save(
-        {
-            "kind": CHECKPOINT_KIND,
-            "version": CHECKPOINT_VERSION,
-            "config": config.to_dict(),
-            "data": data_spec,
-            "models": models.state(),
-            "optimizers": {} if done else {k: o.state_dict() for k, o in optimizers.items()},
-            "progress": {
-                "stage": stage_idx + 1 if done else stage_idx,
-                "epoch": 0 if done else epoch,
-            },
-            "rng": rng_state(),
-        },
-        path,
-    )
-
-
-def _global_step(config: PPGNConfig, stage_idx: int, epoch: int) -> int:
-    """A monotone step counter over stages (epochs summed), for the metric log."""
-    names = stages(config)
-    return sum(stage_epochs(config, s) for s in names[:stage_idx]) + epoch
+def _code_state(models: PPGNModels) -> dict[str, dict[str, Any]]:
+    """The code statistics, as run-state scalars and tensors."""
+    return {
+        "scalars": {"code_max": models.code_max},
+        "tensors": {"code_mean": models.code_mean, "code_std": models.code_std},
+    }
