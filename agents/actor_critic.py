@@ -21,8 +21,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from agents import estimators as est
-from agents import training as tr
 from agents.critic import LSTMCritic
+from agents.episodes import Episodes, collect_episodes, policy_log_probs_and_entropy
+from agents.loop import adversarial_loop, clip_and_step, start_run
+from agents.runtime import check_finite
+from agents.setup import CommonConfig, Setup, agent_env
 from textgan_envs.discriminators import eval_logits
 from textgan_envs.rewards import log_reward
 from textgan_envs.rollout import monte_carlo_q
@@ -32,7 +35,7 @@ REWARD_MODE = "log"  # the env's terminal reward: log D(y), MaskGAN's reward
 
 
 @dataclass
-class ActorCriticConfig(tr.CommonConfig):
+class ActorCriticConfig(CommonConfig):
     """Actor-critic agent; the shared fields are documented on :class:`CommonConfig`."""
 
     gamma: float = field(default=0.9, metadata={"min": 0.0, "max": 1.0})
@@ -98,7 +101,7 @@ def actor_critic_losses(
 
 
 def per_token_rewards(
-    setup: tr.Setup, episodes: tr.Episodes, cfg: ActorCriticConfig, generator
+    setup: Setup, episodes: Episodes, cfg: ActorCriticConfig, generator: torch.Generator
 ) -> Tensor:
     """``[B, T]`` rewards: Monte-Carlo mean ``log D`` per prefix, or ``log D(y)`` at the last step.
 
@@ -120,7 +123,7 @@ def per_token_rewards(
 
 
 def generator_step(
-    setup: tr.Setup,
+    setup: Setup,
     critic: LSTMCritic,
     g_opt: torch.optim.Optimizer,
     c_opt: torch.optim.Optimizer,
@@ -130,21 +133,21 @@ def generator_step(
 ) -> dict[str, float]:
     """Sample a batch, score it per token, update actor and critic once each."""
     policy = setup.policy
-    venv = tr.agent_env(setup, cfg.batch_size, REWARD_MODE)
-    episodes = tr.collect_episodes(venv, policy, sample_gen)
+    venv = agent_env(setup, cfg.batch_size, REWARD_MODE)
+    episodes = collect_episodes(venv, policy, sample_gen)
     tokens = episodes.tokens
     rewards = per_token_rewards(setup, episodes, cfg, sample_gen)
-    tr.check_finite("per-token rewards", rewards, step)
-    log_probs, entropy = tr.policy_log_probs_and_entropy(policy, tokens)
+    check_finite("per-token rewards", rewards, step)
+    log_probs, entropy = policy_log_probs_and_entropy(policy, tokens)
     values = critic(tokens)
     losses = actor_critic_losses(log_probs, values, rewards, cfg.gamma, cfg.advantage_clip)
-    tr.check_finite("actor loss", losses.actor_loss.detach(), step)
-    tr.check_finite("critic loss", losses.critic_loss.detach(), step)
+    check_finite("actor loss", losses.actor_loss.detach(), step)
+    check_finite("critic loss", losses.critic_loss.detach(), step)
     g_opt.zero_grad(set_to_none=True)
     c_opt.zero_grad(set_to_none=True)
     (losses.actor_loss + losses.critic_loss).backward()  # disjoint parameters, one backward
-    g_norm = tr.clip_and_step(g_opt, list(policy.parameters()), cfg.grad_clip)
-    c_norm = tr.clip_and_step(c_opt, list(critic.parameters()), cfg.grad_clip)
+    g_norm = clip_and_step(g_opt, list(policy.parameters()), cfg.grad_clip)
+    c_norm = clip_and_step(c_opt, list(critic.parameters()), cfg.grad_clip)
     with torch.no_grad():
         explained = 1.0 - (losses.returns - values).var() / losses.returns.var().clamp(min=1e-8)
     return {
@@ -168,30 +171,24 @@ def generator_step(
 
 def train(cfg: ActorCriticConfig, resume: bool = False) -> dict[str, float]:
     """Run the actor-critic agent in ``cfg.out_dir`` (resuming when ``resume``); return final metrics."""
-    run_dir = tr.prepare_run_dir(cfg.out_dir, cfg, AGENT, resume)
-    tr.seed_everything(cfg.seed)
-    setup = tr.build_setup(cfg, run_dir, resume, cfg.batch_size, REWARD_MODE)
+    run = start_run(cfg, agent=AGENT, resume=resume, reward_mode=REWARD_MODE)
+    policy = run.setup.policy
     critic = LSTMCritic(
-        setup.policy.vocab_size,
+        policy.vocab_size,
         cfg.critic_emb_dim,
         cfg.critic_hidden_dim,
-        start_token=setup.policy.start_token,
-        device=setup.device,
+        start_token=policy.start_token,
+        device=run.setup.device,
     )
-    g_opt = torch.optim.Adam(setup.policy.parameters(), lr=cfg.g_lr)
+    g_opt = torch.optim.Adam(policy.parameters(), lr=cfg.g_lr)
     c_opt = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr)
-    sample_gen = tr.make_generator(cfg.seed + 10, setup.device)
-    shuffle_gen = tr.make_generator(cfg.seed + 11)
-    modules = {"policy": setup.policy, "critic": critic, "discriminator": setup.discriminator}
-    optimizers = {"generator": g_opt, "critic": c_opt, "discriminator": setup.d_optimizer}
-    generators = {"sample": sample_gen, "shuffle": shuffle_gen}
-    state, resumed = tr.resume_or_start(
-        run_dir, resume, modules, optimizers, generators, AGENT, setup.device
-    )
 
     def update(step: int) -> dict[str, float]:
-        return generator_step(setup, critic, g_opt, c_opt, cfg, sample_gen, step)
+        return generator_step(run.setup, critic, g_opt, c_opt, cfg, run.generators["sample"], step)
 
-    return tr.adversarial_loop(
-        cfg, AGENT, run_dir, setup, state, resumed, modules, optimizers, generators, update
+    return adversarial_loop(
+        run,
+        update,
+        modules={"critic": critic},
+        optimizers={"generator": g_opt, "critic": c_opt},
     )

@@ -13,7 +13,7 @@ The discriminator's logit ``V(x)`` gives unnormalised importance weights ``w(x)`
 A conditioning is a shared prefix of ``condition_len`` tokens sampled from the generator
 (``0``: the empty prefix, so a group is ``M`` independent full sequences and the loss is the
 unconditional one). The ``n_groups * n_samples`` sequences are episodes of the native vector
-env (one row each, groups in consecutive rows, :func:`agents.training.collect_episodes`); its
+env (one row each, groups in consecutive rows, :func:`agents.episodes.collect_episodes`); its
 ``bgan`` reward is the log importance weight of the GAN divergence, and the weights of every
 divergence come from the discriminator logits it reports. The effective sample size
 ``1 / sum w~^2`` and the weight variance are logged every step. Run with ``textgan train --agent bgan`` or ``train(BGANConfig(...))``.
@@ -27,14 +27,17 @@ from typing import Literal
 import torch
 
 from agents import estimators as est
-from agents import training as tr
+from agents.episodes import Episodes, collect_episodes, policy_log_probs_and_entropy
+from agents.loop import adversarial_loop, clip_and_step, start_run
+from agents.runtime import check_finite
+from agents.setup import CommonConfig, Setup, agent_env
 
 AGENT = "bgan"
 REWARD_MODE = "bgan"  # the env's terminal reward: log D - log(1 - D)
 
 
 @dataclass
-class BGANConfig(tr.CommonConfig):
+class BGANConfig(CommonConfig):
     """Boundary-seeking GAN agent; the shared fields are documented on :class:`CommonConfig`."""
 
     n_samples: int = field(default=20, metadata={"min": 1})
@@ -58,16 +61,16 @@ class BGANConfig(tr.CommonConfig):
             )
 
 
-def draw_groups(setup: tr.Setup, cfg: BGANConfig, generator: torch.Generator) -> tr.Episodes:
+def draw_groups(setup: Setup, cfg: BGANConfig, generator: torch.Generator) -> Episodes:
     """``G * M`` env episodes: ``M`` completions of each of ``G`` sampled prefixes (rows grouped)."""
-    venv = tr.agent_env(setup, cfg.n_groups * cfg.n_samples, REWARD_MODE)
-    return tr.collect_episodes(
+    venv = agent_env(setup, cfg.n_groups * cfg.n_samples, REWARD_MODE)
+    return collect_episodes(
         venv, setup.policy, generator, group_size=cfg.n_samples, shared_prefix=cfg.condition_len
     )
 
 
 def generator_step(
-    setup: tr.Setup,
+    setup: Setup,
     optimizer: torch.optim.Optimizer,
     cfg: BGANConfig,
     log_z: float | None,
@@ -80,8 +83,8 @@ def generator_step(
     episodes = draw_groups(setup, cfg, sample_gen)
     tokens, logits = episodes.tokens, episodes.logits
     log_w = est.bgan_log_weights(logits, cfg.divergence).view(g, m)
-    tr.check_finite("importance log-weights", log_w, step)
-    token_lp, entropy = tr.policy_log_probs_and_entropy(policy, tokens)
+    check_finite("importance log-weights", log_w, step)
+    token_lp, entropy = policy_log_probs_and_entropy(policy, tokens)
     seq_lp = token_lp[:, cfg.condition_len :].sum(dim=1).view(g, m)  # log g(x | prefix)
     w_tilde = est.normalized_weights(log_w, dim=-1)
     if cfg.estimator == "normalized":
@@ -92,10 +95,10 @@ def generator_step(
         )
         loss = -((log_w - current).detach() * seq_lp).mean()
         log_z = est.update_running_log_partition(log_z, log_w, cfg.log_z_decay)
-    tr.check_finite("generator loss", loss.detach(), step)
+    check_finite("generator loss", loss.detach(), step)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    grad_norm = tr.clip_and_step(optimizer, list(policy.parameters()), cfg.grad_clip)
+    grad_norm = clip_and_step(optimizer, list(policy.parameters()), cfg.grad_clip)
     metrics = {
         "reward": float(torch.sigmoid(logits).mean()),
         "log_w_mean": float(log_w.mean()),
@@ -112,25 +115,15 @@ def generator_step(
 
 def train(cfg: BGANConfig, resume: bool = False) -> dict[str, float]:
     """Run BGAN in ``cfg.out_dir`` (resuming from its checkpoint when ``resume``); return final metrics."""
-    run_dir = tr.prepare_run_dir(cfg.out_dir, cfg, AGENT, resume)
-    tr.seed_everything(cfg.seed)
-    setup = tr.build_setup(cfg, run_dir, resume, cfg.n_groups * cfg.n_samples, REWARD_MODE)
-    g_opt = torch.optim.Adam(setup.policy.parameters(), lr=cfg.g_lr)
-    sample_gen = tr.make_generator(cfg.seed + 10, setup.device)
-    shuffle_gen = tr.make_generator(cfg.seed + 11)
-    modules = {"policy": setup.policy, "discriminator": setup.discriminator}
-    optimizers = {"generator": g_opt, "discriminator": setup.d_optimizer}
-    generators = {"sample": sample_gen, "shuffle": shuffle_gen}
-    state, resumed = tr.resume_or_start(
-        run_dir, resume, modules, optimizers, generators, AGENT, setup.device, {"log_z": None}
-    )
+    num_envs = cfg.n_groups * cfg.n_samples
+    run = start_run(cfg, agent=AGENT, resume=resume, num_envs=num_envs, reward_mode=REWARD_MODE)
+    g_opt = torch.optim.Adam(run.setup.policy.parameters(), lr=cfg.g_lr)
 
     def update(step: int) -> dict[str, float]:
-        metrics, state.scalars["log_z"] = generator_step(
-            setup, g_opt, cfg, state.scalars.get("log_z"), sample_gen, step
+        scalars = run.state.scalars
+        metrics, scalars["log_z"] = generator_step(
+            run.setup, g_opt, cfg, scalars.get("log_z"), run.generators["sample"], step
         )
         return metrics
 
-    return tr.adversarial_loop(
-        cfg, AGENT, run_dir, setup, state, resumed, modules, optimizers, generators, update
-    )
+    return adversarial_loop(run, update, optimizers={"generator": g_opt}, scalars={"log_z": None})

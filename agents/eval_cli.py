@@ -22,7 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agents import training as tr
+from agents.runtime import CHECKPOINT_NAME, RunDirError, has_checkpoint, read_run_config
+from agents.setup import CommonConfig, build_setup
 
 
 def evaluate_maskgan(run_dir: Path, device: str) -> dict[str, Any]:
@@ -46,8 +47,8 @@ def _config_class(agent: str) -> type:
         if (
             isinstance(obj, type)
             and dataclasses.is_dataclass(obj)
-            and issubclass(obj, tr.CommonConfig)
-            and obj is not tr.CommonConfig
+            and issubclass(obj, CommonConfig)
+            and obj is not CommonConfig
         ):
             return obj
     raise ValueError(
@@ -67,11 +68,11 @@ def evaluate_policy_run(
     values = {k: v for k, v in saved.items() if k != "agent"}
     values.update(device=device, progress=False)
     cfg = build_config(_config_class(agent), values)
-    if not tr.has_checkpoint(run_dir):
-        raise tr.RunDirError(f"{run_dir} has no {tr.CHECKPOINT_NAME} to evaluate")
-    setup = tr.build_setup(cfg, run_dir, resume=True)  # with a checkpoint: no pre-training
+    if not has_checkpoint(run_dir):
+        raise RunDirError(f"{run_dir} has no {CHECKPOINT_NAME} to evaluate")
+    setup = build_setup(cfg, run_dir, resume=True)  # with a checkpoint: no pre-training
     ckpt = load_checkpoint(
-        run_dir / tr.CHECKPOINT_NAME, ("modules", "step"), map_location=setup.device
+        run_dir / CHECKPOINT_NAME, ("modules", "step"), map_location=setup.device
     )
     setup.policy.load_state_dict(ckpt["modules"]["policy"])
     if setup.vocab is not None:
@@ -111,14 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run_dir = Path(args.run)
     try:
-        saved = tr.read_run_config(run_dir)
+        saved = read_run_config(run_dir)
         if saved.get("agent") == "maskgan":
             metrics = evaluate_maskgan(run_dir, args.device)
         else:
             metrics = evaluate_policy_run(
                 run_dir, saved, args.device, args.samples, args.bleu_samples, args.seed
             )
-    except (tr.RunDirError, ValueError, RuntimeError) as exc:
+    except (RunDirError, ValueError, RuntimeError) as exc:
         print(f"textgan eval: {exc}", file=sys.stderr)
         return 2
     if args.json:

@@ -28,6 +28,7 @@ agent sees exactly the env's rewards at a fraction of the cost. Run it with
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -36,9 +37,26 @@ import torch
 from torch import Tensor
 
 from agents import estimators as est
-from agents import training as tr
 from agents.actor_critic import ActorCriticLosses, actor_critic_losses
+from agents.loop import clip_and_step
 from agents.maskgan_metrics import FillEvaluator
+from agents.runtime import (
+    CHECKPOINT_NAME,
+    RunDirError,
+    RunState,
+    build_config,
+    check_finite,
+    load_checkpoint,
+    make_generator,
+    open_logger,
+    prepare_run_dir,
+    progress_bar,
+    read_run_config,
+    resume_or_start,
+    save_run_checkpoint,
+    seed_everything,
+    seed_stream,
+)
 from agents.seq2seq import Seq2SeqGenerator, mask_mle_loss
 from textgan_envs.corpus import encode_sentences, load_corpus, train_valid_split
 from textgan_envs.device import resolve_device
@@ -182,7 +200,7 @@ def build_models(
     cfg: MaskGANConfig, vocab_size: int, device: torch.device
 ) -> tuple[Seq2SeqGenerator, MaskGANDiscriminator]:
     """Generator and discriminator of the same shape, initialised from ``cfg.seed``."""
-    torch.manual_seed(cfg.seed + 2)
+    torch.manual_seed(seed_stream(cfg.seed, "maskgan.init"))
     shape = dict(
         vocab_size=vocab_size,
         seq_len=cfg.seq_len,
@@ -215,7 +233,13 @@ def build_setup(cfg: MaskGANConfig, run_dir: Path | None) -> MaskGANSetup:
         test_s = list(valid_s)
     generator, discriminator = build_models(cfg, len(vocab), device)
     evaluator = FillEvaluator(
-        valid, vocab, train_s, test_s, cfg.mask, cfg.present_rate, seed=cfg.seed + 100
+        valid,
+        vocab,
+        train_s,
+        test_s,
+        cfg.mask,
+        cfg.present_rate,
+        seed=seed_stream(cfg.seed, "maskgan.eval_masks"),
     )
     return MaskGANSetup(device, vocab, train, generator, discriminator, evaluator)
 
@@ -287,10 +311,10 @@ def mle_step(
     """One MaskMLE update on a fresh masked batch."""
     real, _, masked = masked_batch(setup.train, cfg, gens["batch"], gens["mask"])
     loss = mask_mle_loss(setup.generator, real, masked)
-    tr.check_finite("MaskMLE loss", loss.detach(), step)
+    check_finite("MaskMLE loss", loss.detach(), step)
     opt.zero_grad(set_to_none=True)
     loss.backward()
-    norm = tr.clip_and_step(opt, list(setup.generator.parameters()), cfg.grad_clip)
+    norm = clip_and_step(opt, list(setup.generator.parameters()), cfg.grad_clip)
     return {
         "mle_loss": float(loss.detach()),
         "mle_ppl": math.exp(float(loss.detach())),
@@ -308,10 +332,10 @@ def discriminator_step(
     real_logits, _ = disc(masked, real)
     fake_logits, _ = disc(masked, fake)
     loss = discriminator_loss(real_logits, fake_logits, present)
-    tr.check_finite("discriminator loss", loss.detach(), step)
+    check_finite("discriminator loss", loss.detach(), step)
     opt.zero_grad(set_to_none=True)
     loss.backward()
-    tr.clip_and_step(opt, disc.discriminator_parameters(), cfg.grad_clip)
+    clip_and_step(opt, disc.discriminator_parameters(), cfg.grad_clip)
     missing = ~present
     acc = 0.5 * (
         (real_logits[missing] > 0).float().mean() + (fake_logits[missing] < 0).float().mean()
@@ -325,7 +349,7 @@ def generator_step(
     c_opt: torch.optim.Optimizer,
     cfg: MaskGANConfig,
     gens: dict,
-    state: tr.RunState,
+    state: RunState,
     step: int,
 ) -> dict[str, float]:
     """One actor-critic generator update, plus the critic's MSE update on the same batch."""
@@ -336,23 +360,23 @@ def generator_step(
     # one discriminator pass: the env's reward from the logits, the critic's b_t from the values
     logits, values = disc(masked, filled)  # values carry gradient to the critic head only
     rewards = rewards_from_logits(logits, present)
-    tr.check_finite("reward", rewards, step)
+    check_finite("reward", rewards, step)
     missing = ~present
     log_probs = gen.log_prob(masked, filled)
     terms = actor_critic_terms(
         log_probs, rewards, present, values, cfg, state.scalars.get("baseline")
     )
     returns, advantages, loss = terms.returns, terms.advantages, terms.actor_loss
-    tr.check_finite("generator loss", loss.detach(), step)
+    check_finite("generator loss", loss.detach(), step)
     g_opt.zero_grad(set_to_none=True)
     loss.backward()
-    g_norm = tr.clip_and_step(g_opt, list(gen.parameters()), cfg.grad_clip)
+    g_norm = clip_and_step(g_opt, list(gen.parameters()), cfg.grad_clip)
     c_loss = terms.critic_loss
-    tr.check_finite("critic loss", c_loss.detach(), step)
+    check_finite("critic loss", c_loss.detach(), step)
     if cfg.baseline == "critic":
         c_opt.zero_grad(set_to_none=True)
         c_loss.backward()
-        tr.clip_and_step(c_opt, disc.critic_parameters(), cfg.grad_clip)
+        clip_and_step(c_opt, disc.critic_parameters(), cfg.grad_clip)
     n_missing = missing.sum().clamp(min=1)
     mean_return = float((returns * missing).sum() / n_missing)
     if cfg.baseline == "moving_average":
@@ -379,8 +403,8 @@ def train(cfg: MaskGANConfig, resume: bool = False) -> dict[str, float]:
     """Run MaskGAN in ``cfg.out_dir`` (resuming from its checkpoint when ``resume``); return the last metrics."""
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
-    run_dir = tr.prepare_run_dir(cfg.out_dir, cfg, AGENT, resume)
-    tr.seed_everything(cfg.seed)
+    run_dir = prepare_run_dir(cfg.out_dir, cfg, AGENT, resume)
+    seed_everything(cfg.seed)
     setup = build_setup(cfg, run_dir)
     gen, disc = setup.generator, setup.discriminator
     optimizers = {
@@ -390,39 +414,62 @@ def train(cfg: MaskGANConfig, resume: bool = False) -> dict[str, float]:
         "critic": torch.optim.Adam(disc.critic_parameters(), lr=cfg.critic_lr),
     }
     gens = {
-        "batch": tr.make_generator(cfg.seed + 10),
-        "mask": tr.make_generator(cfg.seed + 11),
-        "sample": tr.make_generator(cfg.seed + 12, setup.device),
+        "batch": make_generator(seed_stream(cfg.seed, "maskgan.batch")),
+        "mask": make_generator(seed_stream(cfg.seed, "maskgan.mask")),
+        "sample": make_generator(seed_stream(cfg.seed, "maskgan.sample"), setup.device),
     }
     modules = {"generator": gen, "discriminator": disc}
-    resumed = resume and tr.has_checkpoint(run_dir)
-    if resumed:
-        state = tr.load_run_checkpoint(run_dir, modules, optimizers, gens, AGENT, setup.device)
-    else:
-        state = tr.RunState(step=0, scalars={"baseline": None})
-    logger = tr.open_logger(run_dir, state, resumed, cfg.tensorboard)
-    bar = tr.progress_bar(cfg.n_steps, state.step, cfg.progress, AGENT)
+    state, resumed = resume_or_start(
+        run_dir, resume, modules, optimizers, gens, AGENT, setup.device, {"baseline": None}
+    )
+
+    def update(step: int) -> dict[str, float]:
+        phase = phase_of(cfg, step)
+        if phase == "mle":
+            return mle_step(setup, optimizers["mle"], cfg, gens, step)
+        if phase == "d_pretrain":
+            return discriminator_step(setup, optimizers["discriminator"], cfg, gens, step)
+        metrics = generator_step(
+            setup, optimizers["generator"], optimizers["critic"], cfg, gens, state, step
+        )
+        for _ in range(cfg.d_steps):
+            metrics.update(discriminator_step(setup, optimizers["discriminator"], cfg, gens, step))
+        return metrics
+
+    def save() -> None:
+        save_run_checkpoint(run_dir, state, modules, optimizers, gens, AGENT)
+
+    return phase_loop(cfg, setup, state, update, save, run_dir, resumed)
+
+
+def phase_loop(
+    cfg: MaskGANConfig,
+    setup: MaskGANSetup,
+    state: RunState,
+    update: Callable[[int], dict[str, float]],
+    save: Callable[[], None],
+    run_dir: Path,
+    resumed: bool,
+) -> dict[str, float]:
+    """MaskMLE, discriminator pre-training, adversarial: one step counter over the three phases.
+
+    Evaluates at step 0 and at every phase end (and every ``eval_every`` steps), logs every
+    ``log_every`` steps and every evaluated one, checkpoints every ``checkpoint_every`` steps
+    and at every phase end. Returns the last metrics.
+    """
+    gen, disc = setup.generator, setup.discriminator
+    logger = open_logger(run_dir, state, resumed, cfg.tensorboard)
+    bar = progress_bar(cfg.n_steps, state.step, cfg.progress, AGENT)
     last: dict[str, float] = {}
     try:
         if state.step == 0:
             last = setup.evaluator(gen, disc)
             logger.log(0, last)
-            tr.save_run_checkpoint(run_dir, state, modules, optimizers, gens, AGENT)
+            save()
         while state.step < cfg.n_steps:
             step = state.step + 1
             phase = phase_of(cfg, step)
-            if phase == "mle":
-                metrics = mle_step(setup, optimizers["mle"], cfg, gens, step)
-            elif phase == "d_pretrain":
-                metrics = discriminator_step(setup, optimizers["discriminator"], cfg, gens, step)
-            else:
-                metrics = generator_step(
-                    setup, optimizers["generator"], optimizers["critic"], cfg, gens, state, step
-                )
-                for _ in range(cfg.d_steps):
-                    metrics.update(
-                        discriminator_step(setup, optimizers["discriminator"], cfg, gens, step)
-                    )
+            metrics = update(step)
             phase_end = step == cfg.n_steps or phase_of(cfg, step + 1) != phase
             if phase_end or (cfg.eval_every and step % cfg.eval_every == 0):
                 metrics.update(setup.evaluator(gen, disc))
@@ -430,7 +477,7 @@ def train(cfg: MaskGANConfig, resume: bool = False) -> dict[str, float]:
             if step % cfg.log_every == 0 or phase_end or "fill_ppl" in metrics:
                 logger.log(step, metrics)
             if step % cfg.checkpoint_every == 0 or phase_end:
-                tr.save_run_checkpoint(run_dir, state, modules, optimizers, gens, AGENT)
+                save()
             bar.update(1)
             shown = {
                 k: f"{metrics[k]:.3f}" for k in ("mle_loss", "d_loss", "reward") if k in metrics
@@ -450,24 +497,18 @@ def load_run(
     run_dir: str | Path, device: str | torch.device = "auto"
 ) -> tuple[MaskGANConfig, MaskGANSetup, int]:
     """Rebuild a finished (or interrupted) run's setup with its checkpointed weights; returns the step."""
-    from agents.runtime import build_config
-
-    saved = tr.read_run_config(run_dir)
+    saved = read_run_config(run_dir)
     agent = saved.pop("agent", None)
     if agent != AGENT:
-        raise tr.RunDirError(f"{run_dir} holds a {agent!r} run, not a MaskGAN run")
+        raise RunDirError(f"{run_dir} holds a {agent!r} run, not a MaskGAN run")
     saved["device"] = str(device)
     cfg = build_config(MaskGANConfig, saved)
     setup = build_setup(cfg, None)
     saved_vocab = Path(run_dir) / "vocab.json"
     if saved_vocab.is_file() and Vocabulary.load(saved_vocab) != setup.vocab:
-        raise tr.RunDirError(
-            f"{run_dir}/vocab.json differs from the vocabulary its config rebuilds"
-        )
-    from agents.runtime import load_checkpoint
-
+        raise RunDirError(f"{run_dir}/vocab.json differs from the vocabulary its config rebuilds")
     ckpt = load_checkpoint(
-        Path(run_dir) / tr.CHECKPOINT_NAME, ("modules", "step"), map_location=setup.device
+        Path(run_dir) / CHECKPOINT_NAME, ("modules", "step"), map_location=setup.device
     )
     setup.generator.load_state_dict(ckpt["modules"]["generator"])
     setup.discriminator.load_state_dict(ckpt["modules"]["discriminator"])

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from agents.runtime import seed_stream
 from agents.seq2seq import Seq2SeqGenerator
 from textgan_envs.discriminators.maskgan import MaskGANDiscriminator
 from textgan_envs.masking import MaskKind, apply_mask, make_mask
@@ -92,7 +93,8 @@ class FillEvaluator:
             metrics = {"fill_ppl": fill_perplexity(generator, self.real, self.masked)}
             if not ngrams:
                 return metrics
-            gen = torch.Generator(device=generator.device).manual_seed(self.seed + 1)
+            gen = torch.Generator(device=generator.device)
+            gen.manual_seed(seed_stream(self.seed, "maskgan.eval_fill"))
             filled = generator.sample(self.masked, generator=gen).filled
         finally:
             generator.train(was_training)

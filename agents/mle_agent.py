@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agents import training as tr
+from agents import loop as tr
 
 
 @dataclass

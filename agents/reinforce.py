@@ -1,7 +1,7 @@
 """SeqGAN: REINFORCE on the generator with Monte-Carlo search action values (Yu et al., 2017).
 
 Each generator step collects ``batch_size`` episodes from the native vector env (whose terminal
-reward is ``reward(D(y))``, :func:`agents.training.collect_episodes`), estimates every prefix's
+reward is ``reward(D(y))``, :func:`agents.episodes.collect_episodes`), estimates every prefix's
 action value
 
     Q_t = mean_n D(complete_n(y_1..y_t)),  Q_T = D(y)
@@ -28,7 +28,10 @@ import torch
 from torch import Tensor, nn
 
 from agents import estimators as est
-from agents import training as tr
+from agents.episodes import collect_episodes, policy_log_probs_and_entropy
+from agents.loop import adversarial_loop, clip_and_step, start_run
+from agents.runtime import check_finite
+from agents.setup import CommonConfig, Setup, agent_env
 from textgan_envs.discriminators import eval_logits
 from textgan_envs.rewards import get_reward_fn
 from textgan_envs.rollout import monte_carlo_q
@@ -37,7 +40,7 @@ AGENT = "reinforce"
 
 
 @dataclass
-class ReinforceConfig(tr.CommonConfig):
+class ReinforceConfig(CommonConfig):
     """SeqGAN's REINFORCE agent; the shared fields are documented on :class:`CommonConfig`."""
 
     n_rollouts: int = field(default=16, metadata={"min": 1})
@@ -69,7 +72,7 @@ def discounted_q(q: Tensor, gamma: float) -> Tensor:
 
 
 def generator_step(
-    setup: tr.Setup,
+    setup: Setup,
     rollout: nn.Module,
     optimizer: torch.optim.Optimizer,
     cfg: ReinforceConfig,
@@ -80,8 +83,8 @@ def generator_step(
     """One SeqGAN generator update; returns diagnostics and the new moving-average baseline."""
     policy, disc = setup.policy, setup.discriminator
     reward_fn = get_reward_fn(cfg.reward)
-    venv = tr.agent_env(setup, cfg.batch_size, cfg.reward)
-    episodes = tr.collect_episodes(venv, policy, sample_gen)
+    venv = agent_env(setup, cfg.batch_size, cfg.reward)
+    episodes = collect_episodes(venv, policy, sample_gen)
     tokens = episodes.tokens
     q = monte_carlo_q(  # its last column recomputes the env's terminal reward, D(y)
         rollout,
@@ -90,16 +93,16 @@ def generator_step(
         cfg.n_rollouts,
         generator=sample_gen,
     )
-    tr.check_finite("reward (Monte-Carlo Q)", q, step)
+    check_finite("reward (Monte-Carlo Q)", q, step)
     returns = discounted_q(q, cfg.gamma)
     b = 0.0 if (cfg.baseline == "none" or baseline is None) else baseline
     advantages = est.clipped_advantages(returns, b, clip=None)
-    log_probs, entropy = tr.policy_log_probs_and_entropy(policy, tokens)
+    log_probs, entropy = policy_log_probs_and_entropy(policy, tokens)
     loss = est.reinforce_loss(log_probs, advantages)
-    tr.check_finite("generator loss", loss.detach(), step)
+    check_finite("generator loss", loss.detach(), step)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    grad_norm = tr.clip_and_step(optimizer, list(policy.parameters()), cfg.grad_clip)
+    grad_norm = clip_and_step(optimizer, list(policy.parameters()), cfg.grad_clip)
     if rollout is not policy:
         update_rollout(rollout, policy, cfg.rollout_update_rate)
     if cfg.baseline == "moving_average":
@@ -117,32 +120,24 @@ def generator_step(
 
 def train(cfg: ReinforceConfig, resume: bool = False) -> dict[str, float]:
     """Run SeqGAN in ``cfg.out_dir`` (resuming from its checkpoint when ``resume``); return final metrics."""
-    run_dir = tr.prepare_run_dir(cfg.out_dir, cfg, AGENT, resume)
-    tr.seed_everything(cfg.seed)
-    setup = tr.build_setup(cfg, run_dir, resume, cfg.batch_size, cfg.reward)
-    policy = setup.policy
+    run = start_run(cfg, agent=AGENT, resume=resume, reward_mode=cfg.reward)
+    policy = run.setup.policy
     rollout = policy if cfg.rollout_update_rate == 0.0 else copy.deepcopy(policy)
     g_opt = torch.optim.Adam(policy.parameters(), lr=cfg.g_lr)
-    sample_gen = tr.make_generator(cfg.seed + 10, setup.device)
-    shuffle_gen = tr.make_generator(cfg.seed + 11)
-    modules = {"policy": policy, "discriminator": setup.discriminator}
-    if rollout is not policy:
-        modules["rollout"] = rollout
-    optimizers = {"generator": g_opt, "discriminator": setup.d_optimizer}
-    generators = {"sample": sample_gen, "shuffle": shuffle_gen}
-
-    state, resumed = tr.resume_or_start(
-        run_dir, resume, modules, optimizers, generators, AGENT, setup.device, {"baseline": None}
-    )
 
     def update(step: int) -> dict[str, float]:
-        metrics, state.scalars["baseline"] = generator_step(
-            setup, rollout, g_opt, cfg, state.scalars.get("baseline"), sample_gen, step
+        scalars = run.state.scalars
+        metrics, scalars["baseline"] = generator_step(
+            run.setup, rollout, g_opt, cfg, scalars.get("baseline"), run.generators["sample"], step
         )
-        if state.scalars["baseline"] is not None:
-            metrics["baseline"] = float(state.scalars["baseline"])
+        if scalars["baseline"] is not None:
+            metrics["baseline"] = float(scalars["baseline"])
         return metrics
 
-    return tr.adversarial_loop(
-        cfg, AGENT, run_dir, setup, state, resumed, modules, optimizers, generators, update
+    return adversarial_loop(
+        run,
+        update,
+        modules={} if rollout is policy else {"rollout": rollout},
+        optimizers={"generator": g_opt},
+        scalars={"baseline": None},
     )

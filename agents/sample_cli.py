@@ -15,8 +15,13 @@ from pathlib import Path
 
 import torch
 
-from agents.runtime import CheckpointError, load_checkpoint
-from agents.training import CHECKPOINT_NAME, RunDirError, read_run_config
+from agents.runtime import (
+    CHECKPOINT_NAME,
+    CheckpointError,
+    RunDirError,
+    load_checkpoint,
+    read_run_config,
+)
 from textgan_envs.device import resolve_device
 
 

@@ -16,7 +16,7 @@ import dataclasses
 import os
 import sys
 
-from agents import training as tr
+from agents import runtime as tr
 from agents.registry import AGENTS, agent_spec, train_agents
 from agents.runtime import CheckpointError, ConfigError, load_config, relaunch_under_torchrun
 

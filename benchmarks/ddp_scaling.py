@@ -34,6 +34,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from agents import estimators as est  # noqa: E402
+from agents.episodes import policy_log_probs_and_entropy  # noqa: E402
+from agents.loop import clip_and_step  # noqa: E402
 from agents.runtime import (  # noqa: E402
     all_reduce_mean,
     barrier,
@@ -42,9 +45,6 @@ from agents.runtime import (  # noqa: E402
     shutdown,
     wrap_ddp,
 )
-
-from agents import estimators as est  # noqa: E402
-from agents import training as tr  # noqa: E402
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -80,11 +80,11 @@ def worker(args: argparse.Namespace) -> None:
             args.rollouts,
             generator=gen,
         )
-        log_probs, _ = tr.policy_log_probs_and_entropy(policy, tokens)
+        log_probs, _ = policy_log_probs_and_entropy(policy, tokens)
         loss = est.reinforce_loss(log_probs, est.clipped_advantages(q, 0.0, clip=None))
         g_opt.zero_grad(set_to_none=True)
         loss.backward()  # DDP all-reduces the generator gradients here
-        tr.clip_and_step(g_opt, list(policy.parameters()), 5.0)
+        clip_and_step(g_opt, list(policy.parameters()), 5.0)
         rows = real[i * args.batch : (i + 1) * args.batch]
         train_discriminator(disc, d_opt, rows, tokens, batch_size=2 * args.batch, generator=None)
         return float(all_reduce_mean(q[:, -1].mean(), ctx))

@@ -19,10 +19,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from agents.runtime import build_config  # noqa: E402
 
 from agents.maskgan import MaskGANConfig, load_run, train  # noqa: E402
 from agents.maskgan_metrics import decode_sentences  # noqa: E402
+from agents.runtime import build_config  # noqa: E402
 from textgan_envs.vocab import Vocabulary  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

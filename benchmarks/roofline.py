@@ -162,15 +162,15 @@ def _seqgan_cnn(device: torch.device):
 
 
 def row_generator_step(device: torch.device, batch: int = 64, rollouts: int = 16) -> Row:
-    from agents import training as tr
     from agents.policies import LSTMPolicy
     from agents.reinforce import ReinforceConfig, generator_step
+    from agents.setup import Setup
     from textgan_envs.discriminators import make_discriminator_optimizer
 
     policy = LSTMPolicy(V, T, E, H, device=device)
     disc = _seqgan_cnn(device)
     dummy = torch.zeros((1, T), dtype=torch.long, device=device)
-    setup = tr.Setup(device, policy, disc, make_discriminator_optimizer(disc), dummy, dummy)
+    setup = Setup(device, policy, disc, make_discriminator_optimizer(disc), dummy, dummy)
     cfg = ReinforceConfig(batch_size=batch, n_rollouts=rollouts, vocab_size=V, seq_len=T)
     rollout = copy.deepcopy(policy)
     opt = torch.optim.Adam(policy.parameters(), lr=cfg.g_lr)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from agents.runtime import build_config
 
 from agents import actor_critic as ac
 from agents.critic import LSTMCritic
+from agents.runtime import build_config
 from tests.test_reinforce import T, V, objective, tiny_setup
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from agents.runtime import atomic_save, load_checkpoint
 
+from agents.runtime import atomic_save, load_checkpoint
 from textgan_envs.adversarial import AdversarialConfig, DiscriminatorTrainer
 from textgan_envs.discriminators import build_discriminator, discriminator_accuracy
 from textgan_envs.envs import OracleVectorEnv

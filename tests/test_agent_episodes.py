@@ -1,4 +1,4 @@
-"""The agents collect their episodes through the native vector env (``agents.training.collect_episodes``).
+"""The agents collect their episodes through the native vector env (``agents.episodes.collect_episodes``).
 
 Checked: every generator step makes exactly ``T`` env steps and trains on the tokens the env
 reports; the env's terminal reward is ``reward_fn(D(y))``, the last column of ``monte_carlo_q``;
@@ -12,13 +12,14 @@ import copy
 
 import pytest
 import torch
-from agents.runtime import build_config
 from gymnasium.error import InvalidAction, ResetNeeded
 
 from agents import actor_critic as ac
 from agents import bgan, reinforce
-from agents import training as tr
 from agents.critic import LSTMCritic
+from agents.episodes import collect_episodes, policy_log_probs_and_entropy
+from agents.runtime import build_config
+from agents.setup import Setup, agent_env, build_setup, discriminator_round
 from tests.test_hot_paths import _guarded, no_host_sync_in_loop
 from tests.test_reinforce import T, V, tiny_setup
 from textgan_envs.discriminators import CNNDiscriminator, eval_logits
@@ -53,17 +54,18 @@ class EnvSpy:
 def spy_trained_tokens(monkeypatch) -> list[torch.Tensor]:
     """The tokens each generator update computes its log-probabilities on."""
     seen: list[torch.Tensor] = []
-    original = tr.policy_log_probs_and_entropy
+    original = policy_log_probs_and_entropy
 
     def spy(policy, tokens):
         seen.append(tokens.clone())
         return original(policy, tokens)
 
-    monkeypatch.setattr(tr, "policy_log_probs_and_entropy", spy)
+    for module in (reinforce, bgan, ac):
+        monkeypatch.setattr(module, "policy_log_probs_and_entropy", spy)
     return seen
 
 
-def one_generator_step(agent: str, setup: tr.Setup, gen: torch.Generator) -> tuple[dict, int]:
+def one_generator_step(agent: str, setup: Setup, gen: torch.Generator) -> tuple[dict, int]:
     """Run one generator update of ``agent``; return its metrics and the env's row count."""
     if agent == "reinforce":
         cfg = build_config(reinforce.ReinforceConfig, {"vocab_size": V, "seq_len": T, "n_rollouts": 2, "batch_size": 12})  # fmt: skip
@@ -89,7 +91,7 @@ def test_generator_step_trains_on_the_episodes_the_env_reports(monkeypatch, agen
     trained = spy_trained_tokens(monkeypatch)
     reward_mode = {"reinforce": "prob", "bgan": "bgan"}.get(agent, "log")
     num_envs = 15 if agent == "bgan" else 12
-    spy = EnvSpy(tr.agent_env(setup, num_envs, reward_mode))
+    spy = EnvSpy(agent_env(setup, num_envs, reward_mode))
     for step in range(2):
         metrics, rows = one_generator_step(agent, setup, torch.Generator().manual_seed(step))
         assert spy.calls == T * (step + 1)  # one episode per row: T env steps per update
@@ -110,9 +112,9 @@ def test_generator_step_trains_on_the_episodes_the_env_reports(monkeypatch, agen
 def test_env_terminal_reward_is_the_last_monte_carlo_q_column(reward):
     setup = tiny_setup()
     disc = setup.discriminator = small_cnn(1)
-    venv = tr.agent_env(setup, 16, reward)
+    venv = agent_env(setup, 16, reward)
     gen = torch.Generator().manual_seed(3)
-    episodes = tr.collect_episodes(venv, setup.policy, gen)
+    episodes = collect_episodes(venv, setup.policy, gen)
     reward_fn = get_reward_fn(reward)
     q = monte_carlo_q(setup.policy, lambda y: reward_fn(eval_logits(disc, y)), episodes.tokens, 3, generator=gen)  # fmt: skip
     # D sees the sequences in a larger batch inside monte_carlo_q: equal up to float rounding.
@@ -138,14 +140,14 @@ def test_build_setup_env_shares_the_trained_discriminator(tmp_path):
             "reward": "log",
         },
     )
-    setup = tr.build_setup(cfg, tmp_path, resume=False, num_envs=10, reward_mode="log")
+    setup = build_setup(cfg, tmp_path, resume=False, num_envs=10, reward_mode="log")
     venv = setup.venv
     assert venv.discriminator is setup.discriminator and venv.as_torch
     assert (venv.num_envs, venv.core.reward_mode, venv.device) == (10, "log", setup.device)
-    assert tr.agent_env(setup, 10, "log") is venv  # fits: reused, not rebuilt
-    before = tr.collect_episodes(venv, setup.policy, torch.Generator().manual_seed(0))
-    tr.discriminator_round(setup, cfg, torch.Generator().manual_seed(1), torch.Generator().manual_seed(2))  # fmt: skip
-    after = tr.collect_episodes(venv, setup.policy, torch.Generator().manual_seed(0))
+    assert agent_env(setup, 10, "log") is venv  # fits: reused, not rebuilt
+    before = collect_episodes(venv, setup.policy, torch.Generator().manual_seed(0))
+    discriminator_round(setup, cfg, torch.Generator().manual_seed(1), torch.Generator().manual_seed(2))  # fmt: skip
+    after = collect_episodes(venv, setup.policy, torch.Generator().manual_seed(0))
     assert torch.equal(before.tokens, after.tokens)  # same seed, same draws
     assert not torch.equal(before.rewards, after.rewards)  # the D update reached the env at once
     expected = torch.nn.functional.logsigmoid(eval_logits(setup.discriminator, after.tokens))
@@ -154,10 +156,10 @@ def test_build_setup_env_shares_the_trained_discriminator(tmp_path):
 
 def test_collection_draws_what_policy_sample_draws_and_is_seeded():
     setup = tiny_setup()
-    venv = tr.agent_env(setup, 20, "prob")
-    a = tr.collect_episodes(venv, setup.policy, torch.Generator().manual_seed(5))
-    b = tr.collect_episodes(venv, setup.policy, torch.Generator().manual_seed(5))
-    c = tr.collect_episodes(venv, setup.policy, torch.Generator().manual_seed(6))
+    venv = agent_env(setup, 20, "prob")
+    a = collect_episodes(venv, setup.policy, torch.Generator().manual_seed(5))
+    b = collect_episodes(venv, setup.policy, torch.Generator().manual_seed(5))
+    c = collect_episodes(venv, setup.policy, torch.Generator().manual_seed(6))
     assert torch.equal(a.tokens, b.tokens) and torch.equal(a.rewards, b.rewards)
     assert not torch.equal(a.tokens, c.tokens)
     old = set_projection_sampling(
@@ -174,8 +176,8 @@ def test_collection_loop_has_no_host_sync_and_no_cuda(monkeypatch):
     """Every token step but the last (whose one sync checks the episode's ids before D) is sync-free."""
     setup = tiny_setup()
     setup.discriminator = small_cnn()
-    venv = tr.agent_env(setup, 8, "prob")
-    expected = tr.collect_episodes(venv, setup.policy, torch.Generator().manual_seed(4))
+    venv = agent_env(setup, 8, "prob")
+    expected = collect_episodes(venv, setup.policy, torch.Generator().manual_seed(4))
     original_step = venv.step
     calls = []
 
@@ -189,7 +191,7 @@ def test_collection_loop_has_no_host_sync_and_no_cuda(monkeypatch):
             return original_step(actions)
 
         venv.step = step
-        got = tr.collect_episodes(venv, setup.policy, torch.Generator().manual_seed(4))
+        got = collect_episodes(venv, setup.policy, torch.Generator().manual_seed(4))
         assert len(calls) == T and not guard.armed
     assert torch.equal(got.tokens, expected.tokens)
     assert torch.equal(got.rewards, expected.rewards)
@@ -204,7 +206,7 @@ def test_the_sync_guard_catches_per_step_action_checks(monkeypatch):
     with no_host_sync_in_loop(monkeypatch) as guard:
         _guarded(setup.policy, guard)
         with pytest.raises(HostSyncError):
-            tr.collect_episodes(venv, setup.policy, torch.Generator().manual_seed(4))
+            collect_episodes(venv, setup.policy, torch.Generator().manual_seed(4))
         guard.armed = False
 
 
@@ -239,15 +241,15 @@ def test_episode_action_check_rejects_bad_ids_before_scoring():
 
 def test_collect_episodes_rejects_mismatched_arguments():
     setup = tiny_setup()
-    venv = tr.agent_env(setup, 6, "prob")
+    venv = agent_env(setup, 6, "prob")
     gen = torch.Generator()
     with pytest.raises(ValueError, match="group_size 4 must divide"):
-        tr.collect_episodes(venv, setup.policy, gen, group_size=4)
+        collect_episodes(venv, setup.policy, gen, group_size=4)
     with pytest.raises(ValueError, match="shared_prefix"):
-        tr.collect_episodes(venv, setup.policy, gen, group_size=3, shared_prefix=T)
+        collect_episodes(venv, setup.policy, gen, group_size=3, shared_prefix=T)
     numpy_env = TextGenerationVectorEnv(6, V, T, discriminator=small_cnn())
     with pytest.raises(ValueError, match="as_torch"):
-        tr.collect_episodes(numpy_env, setup.policy, gen)
+        collect_episodes(numpy_env, setup.policy, gen)
     other = TextGenerationVectorEnv(6, V + 1, T, discriminator=lambda y: y[:, 0].float(), as_torch=True)  # fmt: skip
     with pytest.raises(ValueError, match="does not match the env"):
-        tr.collect_episodes(other, setup.policy, gen)
+        collect_episodes(other, setup.policy, gen)

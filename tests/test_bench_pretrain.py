@@ -6,10 +6,10 @@ from pathlib import Path
 
 import torch
 
-from agents import training as tr
 from agents.bench import cli
 from agents.bench.runners import BenchRunner, _common_config
 from agents.mle import load_mle_checkpoint, pretraining_config
+from agents.setup import build_setup
 
 SMALL = [
     "--seeds", "1", "--budget", "2", "--checkpoints", "1", "--agents", "mle",
@@ -30,7 +30,7 @@ def test_the_bench_start_equals_an_agents_own_pretraining(tmp_path: Path) -> Non
 
     own = _common_config(bench, 0, tmp_path / "own", eval_samples=16)
     assert (own.batch_size, own.grad_clip) == (8, 0.05)
-    setup = tr.build_setup(own, tmp_path / "own", resume=False)  # MLE-pretrains in own/mle
+    setup = build_setup(own, tmp_path / "own", resume=False)  # MLE-pretrains in own/mle
     for name, value in setup.policy.state_dict().items():
         assert torch.equal(value, bench_policy.state_dict()[name]), name
 

@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
-from agents.runtime import ConfigError, build_config
 
 from agents import bgan
+from agents.runtime import ConfigError, build_config
 from tests.test_reinforce import T, V, objective, tiny_setup
 
 

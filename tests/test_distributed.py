@@ -23,6 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # when run as a worker script
     sys.path.insert(0, str(ROOT))
 
+from agents import estimators as est  # noqa: E402
+from agents.episodes import policy_log_probs_and_entropy  # noqa: E402
+from agents.loop import clip_and_step  # noqa: E402
+from agents.policies import LSTMPolicy  # noqa: E402
 from agents.runtime import (  # noqa: E402
     atomic_save,
     load_checkpoint,
@@ -42,10 +46,6 @@ from agents.runtime.distributed import (  # noqa: E402
     unwrap,
     wrap_ddp,
 )
-
-from agents import estimators as est  # noqa: E402
-from agents import training as tr  # noqa: E402
-from agents.policies import LSTMPolicy  # noqa: E402
 from textgan_envs.discriminators import (  # noqa: E402
     CNNDiscriminator,
     eval_logits,
@@ -90,11 +90,11 @@ def rank_batch(
 
 def train_step(policy, disc, g_opt, d_opt, tokens, q, real) -> None:
     """One REINFORCE generator step on ``(tokens, q)`` then one discriminator step."""
-    log_probs, _ = tr.policy_log_probs_and_entropy(policy, tokens)
+    log_probs, _ = policy_log_probs_and_entropy(policy, tokens)
     loss = est.reinforce_loss(log_probs, est.clipped_advantages(q, 0.5, clip=None))
     g_opt.zero_grad(set_to_none=True)
     loss.backward()
-    tr.clip_and_step(g_opt, list(policy.parameters()), 5.0)
+    clip_and_step(g_opt, list(policy.parameters()), 5.0)
     train_discriminator(disc, d_opt, real, tokens, epochs=1, batch_size=len(real) + len(tokens))
 
 

@@ -73,9 +73,8 @@ def _assert_rows(got: list[dict[str, float]], expected: list[dict[str, float]]) 
 
 def run_agent(name: str, out: Path) -> list[dict[str, float]]:
     """A 3-step run of a text agent; its metrics.csv rows."""
-    from agents.runtime import build_config
-
     from agents import actor_critic, bgan, reinforce
+    from agents.runtime import build_config
 
     module, extra = {
         "reinforce": (reinforce, {"n_rollouts": 2, "baseline": "moving_average"}),

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from agents.runtime import ConfigError, build_config
 
 from agents.maskgan import MaskGANConfig, actor_critic_terms, baseline_values, load_run, train
 from agents.maskgan_metrics import FillEvaluator, fill_perplexity
+from agents.runtime import ConfigError, build_config
 from agents.seq2seq import Seq2SeqGenerator, mask_mle_loss
 from textgan_envs.discriminators.maskgan import (
     MaskGANDiscriminator,

@@ -7,12 +7,12 @@ import json
 
 import pytest
 import torch
-from agents.runtime import CheckpointError
 
 import agents.mle as mle
 from agents.mle import MLEConfig, load_mle_checkpoint, train_mle
 from agents.mle_cli import main
 from agents.policies import LSTMPolicy
+from agents.runtime import CheckpointError
 from textgan_envs.oracle import OracleLSTM
 
 V, T = 20, 6

@@ -57,7 +57,7 @@ def test_a_new_agent_is_one_file_plus_one_registry_line(tmp_path: Path, monkeypa
         textwrap.dedent(
             '''
             from dataclasses import dataclass
-            from agents.training import CommonConfig
+            from agents.setup import CommonConfig
 
             CALLS = []
 

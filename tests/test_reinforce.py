@@ -6,11 +6,11 @@ import copy
 
 import pytest
 import torch
-from agents.runtime import build_config
 
 from agents import reinforce
-from agents import training as tr
 from agents.policies import LSTMPolicy
+from agents.runtime import NonFiniteError, build_config
+from agents.setup import Setup
 from textgan_envs.rollout import monte_carlo_q
 
 V, T = 8, 4
@@ -21,12 +21,12 @@ def fixed_disc(tokens: torch.Tensor) -> torch.Tensor:
     return 3.0 * (tokens == 3).float().mean(1) - 1.5
 
 
-def tiny_setup(seed: int = 0) -> tr.Setup:
+def tiny_setup(seed: int = 0) -> Setup:
     policy = LSTMPolicy(V, T, 16, 16, device="cpu")
     policy.reset_parameters(torch.Generator().manual_seed(seed))
     dummy = torch.nn.Linear(1, 1)
     data = torch.zeros(1, T, dtype=torch.long)
-    return tr.Setup(
+    return Setup(
         torch.device("cpu"),
         policy,
         fixed_disc,
@@ -36,7 +36,7 @@ def tiny_setup(seed: int = 0) -> tr.Setup:
     )
 
 
-def objective(setup: tr.Setup) -> float:
+def objective(setup: Setup) -> float:
     """E[D(y)] under the generator, from 4,000 samples with a fixed seed."""
     y = setup.policy.sample(4000, generator=torch.Generator().manual_seed(99))
     return float(torch.sigmoid(fixed_disc(y)).mean())
@@ -120,7 +120,7 @@ def test_nan_reward_stops_naming_quantity_and_step():
     cfg = build_config(reinforce.ReinforceConfig, {"vocab_size": V, "seq_len": T, "n_rollouts": 2})
     opt = torch.optim.Adam(setup.policy.parameters(), lr=cfg.g_lr)
     before = [p.clone() for p in setup.policy.parameters()]
-    with pytest.raises(tr.NonFiniteError, match=r"reward.*step 7"):
+    with pytest.raises(NonFiniteError, match=r"reward.*step 7"):
         reinforce.generator_step(setup, setup.policy, opt, cfg, None, torch.Generator(), 7)
     for p, p0 in zip(setup.policy.parameters(), before, strict=True):
         assert torch.equal(p, p0)  # no update was applied

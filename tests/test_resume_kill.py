@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from agents.runtime import CheckpointError, load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,10 +8,10 @@ import re
 
 import pytest
 import torch
-from agents.runtime import ConfigError, build_config, load_checkpoint, load_config, parse_override
 
 from agents import reinforce
 from agents import train as train_cli
+from agents.runtime import ConfigError, build_config, load_checkpoint, load_config, parse_override
 from agents.sample_cli import main as sample_main
 
 V, T = 30, 6

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from agents.runtime import load_checkpoint
 
+from agents.runtime import load_checkpoint
 from tests.test_train_cli import TINY
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from agents.bench.evaluate import evaluate, temperature_sweep
-from agents.training import CommonConfig  # noqa: F401  (the cell's config, for the registry)
+from agents.setup import CommonConfig  # noqa: F401  (the cell's config, for the registry)
 
 Row = dict[str, Any]
 
@@ -83,7 +83,7 @@ def run_ppo_cell(runner: Any, seed: int, budget: int, out_dir: Path) -> list[Row
         SB3SequencePolicy,
         token_policy_kwargs,
     )
-    from agents.training import build_setup
+    from agents.setup import build_setup
     from textgan_envs.adversarial import AdversarialConfig, DiscriminatorTrainer
 
     cfg = runner.cfg

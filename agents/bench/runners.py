@@ -57,7 +57,7 @@ def check_agents(names: tuple[str, ...] | list[str]) -> None:
 
 
 def _common_config(cfg: BenchConfig, seed: int, out_dir: Path, **extra: Any) -> Any:
-    from agents import training as tr
+    from agents import setup as tr
     from agents.runtime import build_config
 
     values = {
@@ -112,7 +112,7 @@ _TASKS: dict[str, Task] = {}
 
 def _fresh_setup(cfg: BenchConfig, seed: int) -> Any:
     """The agents' set-up of ``seed`` without any training: data, oracle/vocab, initial policy."""
-    from agents import training as tr
+    from agents import setup as tr
 
     with tempfile.TemporaryDirectory() as tmp:
         common = _common_config(cfg, seed, Path(tmp), mle_epochs=0, d_pretrain_steps=0)

@@ -1,59 +1,33 @@
-"""Shared pieces of the adversarial agents: common config, set-up, episodes, the SeqGAN loop.
+"""What every adversarial text agent trains on: the shared config, data, models and env.
 
-Not a base class: each agent's ``train(cfg)`` reads top to bottom and calls these functions.
-
-Run directory layout (``cfg.out_dir``)::
-
-    config.json        the resolved config, with "agent" added
-    checkpoint.pt      latest checkpoint, replaced atomically (agents/runtime/run_checkpoint.py)
-    metrics.csv        one row per logged step (agents/runtime/logging.py); tensorboard/ beside it
-
-Reproducibility contract: all randomness of a run flows from ``cfg.seed`` through explicit
-``torch.Generator`` objects plus the global RNGs, and every one of them is in the checkpoint,
-together with the modules, optimisers, step counter and any scalar state (baselines, running
-log-partition). A run killed at any point and resumed therefore continues bit-for-bit like one
-that was never interrupted (tested with a real SIGKILL in tests/test_resume_kill.py).
+:func:`build_setup` regenerates data and initial weights identically from ``cfg.seed`` on every
+start (so a resumed run only needs its checkpoint on top), MLE-pretrains the generator and
+pretrains the discriminator, and builds the native vector env the agent collects its episodes
+from. Every random stream comes from :func:`agents.runtime.seed_stream`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from agents.runtime import (  # noqa: F401  (the run layer, reachable as before from here)
-    CHECKPOINT_NAME,
-    CONFIG_NAME,
-    NonFiniteError,
-    RunDirError,
-    RunState,
+from agents.runtime import (
     broadcast_object,
-    check_finite,
     current_context,
-    grad_global_norm,
     has_checkpoint,
-    load_run_checkpoint,
     make_generator,
-    open_logger,
-    prepare_run_dir,
-    progress_bar,
-    read_run_config,
-    resume_or_start,
-    save_run_checkpoint,
-    seed_everything,
+    seed_stream,
+    unwrap,
     wrap_ddp,
 )
 from textgan_envs.device import resolve_device
-from textgan_envs.sampling import sample_categorical
 
 if TYPE_CHECKING:
     from textgan_envs.envs.vector_env import TextGenerationVectorEnv
-
-# --------------------------------------------------------------------------- common config
 
 
 @dataclass
@@ -148,16 +122,13 @@ class CommonConfig:
 ENV_IDS = ("textgan/Oracle-v0", "textgan/Corpus-v0")
 
 
-# --------------------------------------------------------------------------- shared set-up
-
-
 @dataclass
 class Setup:
     """What every adversarial agent trains on: data, the generator, the discriminator, evaluation.
 
     ``oracle`` is ``None`` and ``vocab`` is set for a corpus; the reverse for the oracle env.
     ``real`` / ``valid`` are ``LongTensor[N, T]`` on the run's device. ``venv`` is the native
-    vector env the agent collects its episodes from (:func:`collect_episodes`); it scores with
+    vector env the agent collects its episodes from (:func:`agents.episodes.collect_episodes`); it scores with
     ``discriminator`` itself, so discriminator updates reach it at once. ``None`` in a
     hand-built set-up: :func:`agent_env` then builds it on first use.
     """
@@ -204,7 +175,7 @@ def build_setup(
             oracle = OracleLSTM.random(
                 cfg.oracle_seed, vocab_size=cfg.vocab_size, seq_len=cfg.seq_len, device=device
             )
-        data_gen = make_generator(cfg.seed + 1, device)
+        data_gen = make_generator(seed_stream(cfg.seed, "oracle_data"), device)
         real = oracle.sample(cfg.n_real, generator=data_gen)
         valid = oracle.sample(cfg.n_valid, generator=data_gen)
         vocab_size, start_token = oracle.vocab_size, oracle.start_token
@@ -225,12 +196,12 @@ def build_setup(
     policy = LSTMPolicy(
         vocab_size, cfg.seq_len, cfg.emb_dim, cfg.hidden_dim, start_token=start_token, device=device
     )
-    policy.reset_parameters(make_generator(cfg.seed + 2))
+    policy.reset_parameters(make_generator(seed_stream(cfg.seed, "policy_init")))
     disc = build_discriminator(
         cfg.disc,
         vocab_size,
         cfg.seq_len,
-        seed=cfg.seed + 3,
+        seed=seed_stream(cfg.seed, "discriminator_init"),
         device=device,
         **cfg.disc_kwargs,
     )
@@ -255,8 +226,8 @@ def build_setup(
             out_dir=run_dir / "mle",
             resume=resume,
         )
-    d_gen = make_generator(cfg.seed + 4)
-    sample_gen = make_generator(cfg.seed + 5, device)
+    d_gen = make_generator(seed_stream(cfg.seed, "pretrain_shuffle"))
+    sample_gen = make_generator(seed_stream(cfg.seed, "pretrain_sample"), device)
     for _ in range(cfg.d_pretrain_steps):
         discriminator_round(setup, cfg, sample_gen, d_gen)
     return _distribute(setup)
@@ -271,7 +242,6 @@ def make_agent_env(setup: Setup, num_envs: int, reward_mode: str) -> TextGenerat
     ``T`` tokens, as the discriminator's real data is), and actions are range-checked once per
     episode (``action_check="episode"``) so the token loop never waits for the host.
     """
-    from agents.runtime import unwrap
     from textgan_envs.envs.sources import CorpusSource, OracleSource
     from textgan_envs.envs.vector_env import TextGenerationVectorEnv
 
@@ -302,8 +272,6 @@ def agent_env(setup: Setup, num_envs: int, reward_mode: str) -> TextGenerationVe
     A set-up built by hand, or whose discriminator was swapped, gets a fresh env here, so the
     env always scores with ``setup.discriminator``.
     """
-    from agents.runtime import unwrap
-
     venv = setup.venv
     if (
         venv is None
@@ -313,66 +281,6 @@ def agent_env(setup: Setup, num_envs: int, reward_mode: str) -> TextGenerationVe
     ):
         venv = setup.venv = make_agent_env(setup, num_envs, reward_mode)
     return venv
-
-
-class Episodes(NamedTuple):
-    """One finished episode per env row, as the env reported it at the terminal step."""
-
-    tokens: Tensor
-    """``LongTensor[B, T]``: the sequences the env scored (``info["sequence"]``)."""
-    rewards: Tensor
-    """``[B]`` terminal rewards: the env's ``reward_mode`` applied to ``logits``."""
-    logits: Tensor
-    """``[B]`` discriminator logits of ``tokens`` (``info["logit"]``)."""
-
-
-@torch.no_grad()
-def collect_episodes(
-    venv: TextGenerationVectorEnv,
-    policy: nn.Module,
-    generator: torch.Generator | None,
-    temperature: float = 1.0,
-    group_size: int = 1,
-    shared_prefix: int = 0,
-) -> Episodes:
-    """Step ``venv`` (torch mode, fixed length) through one episode per row with ``policy``'s samples.
-
-    ``T`` steps of ``policy.step`` -> :func:`sample_categorical` -> ``venv.step``, all on the
-    env's device with no host sync (the draws are those of ``policy.sample(B, generator)`` with
-    the fused CPU sampler of :mod:`textgan_envs.projection_sampling` switched off: same
-    distribution, different random stream).
-    Autoreset is ``SAME_STEP``: the observation returned with the last step is already the
-    next episode's first one, so the finished tokens are read from ``info["sequence"]``. For
-    BGAN's conditioned groups the rows form ``B / group_size`` consecutive groups that share
-    their first ``shared_prefix`` tokens (drawn once per group, from the group's first row).
-    """
-    batch, length = venv.num_envs, venv.seq_len
-    if not venv.as_torch or venv.core.stop_at_eos:
-        raise ValueError("collect_episodes needs a vector env with as_torch=True and fixed length")
-    if (policy.vocab_size, policy.seq_len) != (venv.vocab_size, length):
-        raise ValueError(
-            f"policy (vocab {policy.vocab_size}, length {policy.seq_len}) does not match the env "
-            f"(vocab {venv.vocab_size}, length {length})"
-        )
-    if group_size < 1 or batch % group_size:
-        raise ValueError(f"group_size {group_size} must divide the env's {batch} rows")
-    if not 0 <= shared_prefix < length:
-        raise ValueError(f"shared_prefix {shared_prefix} must lie in [0, {length})")
-    venv.reset()
-    state = policy.initial_state(batch)
-    prev = torch.full((batch,), policy.start_token, dtype=torch.long, device=venv.device)
-    rewards, info = None, {}
-    for t in range(length):
-        logits, state = policy.step(prev, state)  # [B, V]
-        if t < shared_prefix:  # rows of a group share state, hence logits: draw once per group
-            first = logits[::group_size]
-            prev = sample_categorical(first, generator, temperature).repeat_interleave(group_size)
-        else:
-            prev = sample_categorical(logits, generator=generator, temperature=temperature)
-        _, rewards, _, _, info = venv.step(prev)
-    if "sequence" not in info:
-        raise RuntimeError(f"the env did not end its episodes after {length} steps")
-    return Episodes(info["sequence"], rewards, info["logit"])
 
 
 def _distribute(setup: Setup) -> Setup:
@@ -405,105 +313,3 @@ def discriminator_round(
         batch_size=cfg.d_batch_size,
         generator=shuffle_gen,
     )
-
-
-def eval_keys(setup: Setup) -> tuple[str, ...]:
-    """Names of the metrics :func:`evaluate` returns for this set-up."""
-    return ("nll_oracle", "nll_test") if setup.oracle is not None else ("nll_test",)
-
-
-@torch.no_grad()
-def evaluate(setup: Setup, cfg: CommonConfig, step: int) -> dict[str, float]:
-    """NLL-oracle (oracle env) of ``eval_samples`` samples and NLL-test on held-out real data.
-
-    Uses its own generator seeded from ``(seed, step)`` so evaluating never shifts the training
-    random streams: runs with different ``eval_every`` train identically.
-    """
-    from textgan_envs.metrics import nll_oracle, nll_test
-
-    out: dict[str, float] = {}
-    gen = make_generator(cfg.seed * 1_000_003 + step + 7, setup.device)
-    if setup.oracle is not None:
-        samples = setup.policy.sample(cfg.eval_samples, generator=gen)
-        out["nll_oracle"] = nll_oracle(setup.oracle, samples)
-    pad = None if setup.vocab is None else setup.vocab.PAD
-    out["nll_test"] = nll_test(setup.policy, setup.valid, pad_id=pad)
-    return out
-
-
-def policy_log_probs_and_entropy(policy: nn.Module, tokens: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-token ``log pi(y_t | y_<t)`` (differentiable) and exact per-step entropy ``[B, T]`` (detached).
-
-    One teacher-forced pass gives both, so the entropy diagnostic costs no second forward.
-    """
-    logits = policy.teacher_forced_logits(tokens)  # [B, T, V]
-    log_softmax = torch.log_softmax(logits, dim=-1)
-    log_probs = log_softmax.gather(2, tokens.unsqueeze(-1)).squeeze(-1)
-    with torch.no_grad():
-        entropy = -(log_softmax.exp() * log_softmax).sum(-1)
-    return log_probs, entropy
-
-
-def clip_and_step(
-    optimizer: torch.optim.Optimizer, parameters: list[nn.Parameter], max_norm: float
-) -> float:
-    """Clip the global gradient norm to ``max_norm`` (0: no clipping), step; return the pre-clip norm."""
-    if max_norm > 0:
-        norm = float(torch.nn.utils.clip_grad_norm_(parameters, max_norm))
-    else:
-        norm = grad_global_norm(parameters)
-    optimizer.step()
-    return norm
-
-
-def adversarial_loop(
-    cfg: CommonConfig,
-    agent: str,
-    run_dir: Path,
-    setup: Setup,
-    state: RunState,
-    resumed: bool,
-    modules: Mapping[str, nn.Module],
-    optimizers: Mapping[str, torch.optim.Optimizer],
-    generators: Mapping[str, torch.Generator],
-    generator_update,
-) -> dict[str, float]:
-    """SeqGAN's schedule around an agent's ``generator_update(step) -> metrics``.
-
-    Each iteration: ``g_steps`` generator updates, ``d_steps`` discriminator rounds on fresh
-    negatives (``generators["sample"]`` draws them, ``generators["shuffle"]`` shuffles), the
-    evaluation every ``eval_every`` iterations and at the end, a metrics row, a checkpoint
-    every ``checkpoint_every`` iterations and at the end. ``generator_update`` must call
-    :func:`check_finite` on its rewards/weights/loss so a NaN stops the run before any save.
-    """
-    is_main = current_context().is_main
-    logger = open_logger(run_dir, state, resumed, cfg.tensorboard)
-    bar = progress_bar(cfg.total_steps, state.step, cfg.progress and is_main, agent)
-    metrics: dict[str, float] = {}
-    try:
-        while state.step < cfg.total_steps:
-            step = state.step + 1
-            for _ in range(cfg.g_steps):
-                metrics = dict(generator_update(step))
-            for _ in range(cfg.d_steps):
-                d = discriminator_round(setup, cfg, generators["sample"], generators["shuffle"])
-                check_finite("discriminator loss", d["loss"], step)
-                metrics.update({"d_loss": d["loss"], "d_accuracy": d["accuracy"]})
-            if is_main and (
-                (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.total_steps
-            ):
-                metrics.update(evaluate(setup, cfg, step))  # no_grad: no collective inside
-            else:  # same columns on every row: the CSV is never rewritten mid-run
-                metrics.update(dict.fromkeys(eval_keys(setup), float("nan")))
-            state.step = step
-            if step % cfg.log_every == 0 or step == cfg.total_steps:
-                logger.log(step, metrics)
-            if step % cfg.checkpoint_every == 0 or step == cfg.total_steps:
-                save_run_checkpoint(run_dir, state, modules, optimizers, generators, agent)
-            bar.update(1)
-            if "reward" in metrics:
-                bar.set_postfix(reward=f"{metrics['reward']:.3f}")
-    finally:
-        bar.close()
-        logger.close()
-    return metrics
