@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from textgan_envs.sampling import sample_categorical
+from textgan_envs.sampling import next_token_sampler
 
 if TYPE_CHECKING:
     from textgan_envs.envs.vector_env import TextGenerationVectorEnv
@@ -39,10 +39,9 @@ def collect_episodes(
 ) -> Episodes:
     """Step ``venv`` (torch mode, fixed length) through one episode per row with ``policy``'s samples.
 
-    ``T`` steps of ``policy.step`` -> :func:`sample_categorical` -> ``venv.step``, all on the
-    env's device with no host sync (the draws are those of ``policy.sample(B, generator)`` with
-    the fused CPU sampler of :mod:`textgan_envs.projection_sampling` switched off: same
-    distribution, different random stream).
+    ``T`` steps of :func:`~textgan_envs.sampling.next_token_sampler`'s step (the sampler route
+    ``policy.sample`` takes, so the draws are those of ``policy.sample(B, generator)``) ->
+    ``venv.step``, all on the env's device with no host sync.
     Autoreset is ``SAME_STEP``: the observation returned with the last step is already the
     next episode's first one, so the finished tokens are read from ``info["sequence"]``. For
     BGAN's conditioned groups the rows form ``B / group_size`` consecutive groups that share
@@ -64,13 +63,13 @@ def collect_episodes(
     state = policy.initial_state(batch)
     prev = torch.full((batch,), policy.start_token, dtype=torch.long, device=venv.device)
     rewards, info = None, {}
+    step = next_token_sampler(policy, generator, temperature)
     for t in range(length):
-        logits, state = policy.step(prev, state)  # [B, V]
-        if t < shared_prefix:  # rows of a group share state, hence logits: draw once per group
-            first = logits[::group_size]
-            prev = sample_categorical(first, generator, temperature).repeat_interleave(group_size)
+        if t < shared_prefix:  # rows of a group share state: draw once per group
+            first, state = step(prev, state, rows=slice(None, None, group_size))
+            prev = first.repeat_interleave(group_size)
         else:
-            prev = sample_categorical(logits, generator=generator, temperature=temperature)
+            prev, state = step(prev, state)
         _, rewards, _, _, info = venv.step(prev)
     if "sequence" not in info:
         raise RuntimeError(f"the env did not end its episodes after {length} steps")

@@ -24,7 +24,6 @@ from tests.test_hot_paths import _guarded, no_host_sync_in_loop
 from tests.test_reinforce import T, V, tiny_setup
 from textgan_envs.discriminators import CNNDiscriminator, eval_logits
 from textgan_envs.envs.vector_env import TextGenerationVectorEnv
-from textgan_envs.projection_sampling import set_projection_sampling
 from textgan_envs.rewards import get_reward_fn
 from textgan_envs.rollout import monte_carlo_q
 
@@ -162,13 +161,8 @@ def test_collection_draws_what_policy_sample_draws_and_is_seeded():
     c = collect_episodes(venv, setup.policy, torch.Generator().manual_seed(6))
     assert torch.equal(a.tokens, b.tokens) and torch.equal(a.rewards, b.rewards)
     assert not torch.equal(a.tokens, c.tokens)
-    old = set_projection_sampling(
-        False
-    )  # the projection path draws the same law from another stream
-    try:
-        sampled = setup.policy.sample(20, generator=torch.Generator().manual_seed(5))
-    finally:
-        set_projection_sampling(old)
+    # the same route as policy.sample (projecting kernel or logits), hence the same stream
+    sampled = setup.policy.sample(20, generator=torch.Generator().manual_seed(5))
     assert torch.equal(a.tokens, sampled)
 
 
