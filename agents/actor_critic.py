@@ -106,7 +106,7 @@ def per_token_rewards(
     """``[B, T]`` rewards: Monte-Carlo mean ``log D`` per prefix, or ``log D(y)`` at the last step.
 
     ``episodes`` come from a ``reward_mode="log"`` env, so their terminal reward is ``log D(y)``
-    (``mc_log``'s last column recomputes it).
+    (the last column in both modes).
     """
     disc = setup.discriminator
     if cfg.reward == "mc_log":
@@ -116,6 +116,7 @@ def per_token_rewards(
             episodes.tokens,
             cfg.n_rollouts,
             generator=generator,
+            final_scores=episodes.rewards,
         )
     rewards = torch.zeros(episodes.tokens.shape, device=episodes.tokens.device)
     rewards[:, -1] = episodes.rewards
@@ -151,8 +152,8 @@ def generator_step(
     with torch.no_grad():
         explained = 1.0 - (losses.returns - values).var() / losses.returns.var().clamp(min=1e-8)
     return {
-        "reward": float(torch.exp(rewards[:, -1]).mean()),  # mean D(y) of the batch
-        "log_d": float(rewards[:, -1].mean()),
+        "reward": float(episodes.rewards.mean()),  # the env reward consumed: mean log D(y)
+        "d_fake": episodes.d_fake(),
         "return_mean": float(losses.returns.mean()),
         "advantage_mean": float(losses.advantages.mean()),
         "advantage_clipped_frac": float(

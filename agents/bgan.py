@@ -14,8 +14,8 @@ A conditioning is a shared prefix of ``condition_len`` tokens sampled from the g
 (``0``: the empty prefix, so a group is ``M`` independent full sequences and the loss is the
 unconditional one). The ``n_groups * n_samples`` sequences are episodes of the native vector
 env (one row each, groups in consecutive rows, :func:`agents.episodes.collect_episodes`); its
-``bgan`` reward is the log importance weight of the GAN divergence, and the weights of every
-divergence come from the discriminator logits it reports. The effective sample size
+reward mode ``bgan_reward_mode(divergence)`` makes its terminal reward the log importance weight
+of the chosen divergence, which the update reads from the episodes instead of recomputing. The effective sample size
 ``1 / sum w~^2`` and the weight variance are logged every step. Run with ``textgan train --agent bgan`` or ``train(BGANConfig(...))``.
 """
 
@@ -31,9 +31,9 @@ from agents.episodes import Episodes, collect_episodes, policy_log_probs_and_ent
 from agents.loop import adversarial_loop, clip_and_step, start_run
 from agents.runtime import check_finite
 from agents.setup import CommonConfig, Setup, agent_env
+from textgan_envs.rewards import bgan_reward_mode
 
 AGENT = "bgan"
-REWARD_MODE = "bgan"  # the env's terminal reward: log D - log(1 - D)
 
 
 @dataclass
@@ -63,7 +63,7 @@ class BGANConfig(CommonConfig):
 
 def draw_groups(setup: Setup, cfg: BGANConfig, generator: torch.Generator) -> Episodes:
     """``G * M`` env episodes: ``M`` completions of each of ``G`` sampled prefixes (rows grouped)."""
-    venv = agent_env(setup, cfg.n_groups * cfg.n_samples, REWARD_MODE)
+    venv = agent_env(setup, cfg.n_groups * cfg.n_samples, bgan_reward_mode(cfg.divergence))
     return collect_episodes(
         venv, setup.policy, generator, group_size=cfg.n_samples, shared_prefix=cfg.condition_len
     )
@@ -81,8 +81,8 @@ def generator_step(
     policy = setup.policy
     g, m = cfg.n_groups, cfg.n_samples
     episodes = draw_groups(setup, cfg, sample_gen)
-    tokens, logits = episodes.tokens, episodes.logits
-    log_w = est.bgan_log_weights(logits, cfg.divergence).view(g, m)
+    tokens = episodes.tokens
+    log_w = episodes.rewards.view(g, m)  # the env's reward: log w(x) of cfg.divergence
     check_finite("importance log-weights", log_w, step)
     token_lp, entropy = policy_log_probs_and_entropy(policy, tokens)
     seq_lp = token_lp[:, cfg.condition_len :].sum(dim=1).view(g, m)  # log g(x | prefix)
@@ -100,8 +100,8 @@ def generator_step(
     loss.backward()
     grad_norm = clip_and_step(optimizer, list(policy.parameters()), cfg.grad_clip)
     metrics = {
-        "reward": float(torch.sigmoid(logits).mean()),
-        "log_w_mean": float(log_w.mean()),
+        "reward": float(log_w.mean()),  # the env reward consumed: mean log w(x)
+        "d_fake": episodes.d_fake(),
         "ess": float(est.effective_sample_size(w_tilde).mean()),
         "weight_variance": float(est.weight_variance(w_tilde).mean()),
         "g_loss": float(loss.detach()),
@@ -116,7 +116,8 @@ def generator_step(
 def train(cfg: BGANConfig, resume: bool = False) -> dict[str, float]:
     """Run BGAN in ``cfg.out_dir`` (resuming from its checkpoint when ``resume``); return final metrics."""
     num_envs = cfg.n_groups * cfg.n_samples
-    run = start_run(cfg, agent=AGENT, resume=resume, num_envs=num_envs, reward_mode=REWARD_MODE)
+    reward_mode = bgan_reward_mode(cfg.divergence)
+    run = start_run(cfg, agent=AGENT, resume=resume, num_envs=num_envs, reward_mode=reward_mode)
     g_opt = torch.optim.Adam(run.setup.policy.parameters(), lr=cfg.g_lr)
 
     def update(step: int) -> dict[str, float]:

@@ -27,6 +27,11 @@ class Episodes(NamedTuple):
     logits: Tensor
     """``[B]`` discriminator logits of ``tokens`` (``info["logit"]``)."""
 
+    def d_fake(self) -> float:
+        """Mean ``D(y) = sigmoid(logit)`` over these generated sequences: every agent logs it
+        as ``d_fake``, one quantity comparable across agents whatever their reward mode."""
+        return float(torch.sigmoid(self.logits.float()).mean())
+
 
 @torch.no_grad()
 def collect_episodes(

@@ -385,7 +385,7 @@ def generator_step(
         )
     return {
         "reward": float(rewards.sum() / n_missing),
-        "d_fake_prob": float((rewards.exp() * missing).sum() / n_missing),
+        "d_fake": float((rewards.exp() * missing).sum() / n_missing),
         "return_mean": mean_return,
         "advantage_mean": float(advantages.sum() / n_missing),
         "advantage_std": float(advantages[missing].std()) if int(n_missing) > 1 else 0.0,

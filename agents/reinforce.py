@@ -86,12 +86,13 @@ def generator_step(
     venv = agent_env(setup, cfg.batch_size, cfg.reward)
     episodes = collect_episodes(venv, policy, sample_gen)
     tokens = episodes.tokens
-    q = monte_carlo_q(  # its last column recomputes the env's terminal reward, D(y)
+    q = monte_carlo_q(  # its last column is the env's terminal reward of each episode
         rollout,
         lambda y: reward_fn(eval_logits(disc, y)),
         tokens,
         cfg.n_rollouts,
         generator=sample_gen,
+        final_scores=episodes.rewards,
     )
     check_finite("reward (Monte-Carlo Q)", q, step)
     returns = discounted_q(q, cfg.gamma)
@@ -109,6 +110,7 @@ def generator_step(
         baseline = est.ema_update(baseline, float(returns.mean()), cfg.baseline_decay)
     metrics = {
         "reward": float(episodes.rewards.mean()),
+        "d_fake": episodes.d_fake(),
         "q_mean": float(q.mean()),
         "advantage_std": float(advantages.std()),
         "g_loss": float(loss.detach()),

@@ -183,12 +183,17 @@ def run_ppgn(out: Path) -> list[dict[str, float]]:
 
 
 NAN = float("nan")
-# Recorded with the pre-redesign code.
+# Recorded with the pre-redesign code. The redesign renamed two columns and added one (values
+# unchanged): every agent logs ``d_fake`` (mean D on its fakes: the old ``reward`` of BGAN and
+# actor-critic, the prob-mode reward of REINFORCE) and ``reward`` as the env reward it consumed
+# (BGAN's old ``log_w_mean``, actor-critic's old ``log_d``); MaskGAN's ``d_fake_prob`` is
+# ``d_fake``.
 EXPECTED: dict[str, list[dict[str, float]]] = {
     "reinforce": [
         {
             "step": 1.0,
             "reward": 0.4904467463493347,
+            "d_fake": 0.4904467463493347,
             "q_mean": 0.49157893657684326,
             "advantage_std": 0.004609390627592802,
             "g_loss": 8.936595916748047,
@@ -203,6 +208,7 @@ EXPECTED: dict[str, list[dict[str, float]]] = {
         {
             "step": 2.0,
             "reward": 0.49091029167175293,
+            "d_fake": 0.49091029167175293,
             "q_mean": 0.49196434020996094,
             "advantage_std": 0.004401681013405323,
             "g_loss": 0.012310659512877464,
@@ -217,6 +223,7 @@ EXPECTED: dict[str, list[dict[str, float]]] = {
         {
             "step": 3.0,
             "reward": 0.4910537302494049,
+            "d_fake": 0.4910537302494049,
             "q_mean": 0.49205589294433594,
             "advantage_std": 0.005725224036723375,
             "g_loss": 0.008404647000133991,
@@ -232,8 +239,8 @@ EXPECTED: dict[str, list[dict[str, float]]] = {
     "bgan": [
         {
             "step": 1.0,
-            "reward": 0.4904467463493347,
-            "log_w_mean": -0.03822283819317818,
+            "reward": -0.03822283819317818,
+            "d_fake": 0.4904467463493347,
             "ess": 3.9984447956085205,
             "weight_variance": 2.4313167159562e-05,
             "g_loss": -0.0009973440319299698,
@@ -247,8 +254,8 @@ EXPECTED: dict[str, list[dict[str, float]]] = {
         },
         {
             "step": 2.0,
-            "reward": 0.4924495220184326,
-            "log_w_mean": -0.030210519209504128,
+            "reward": -0.030210519209504128,
+            "d_fake": 0.4924495220184326,
             "ess": 3.9970602989196777,
             "weight_variance": 4.596974758896977e-05,
             "g_loss": 0.12021228671073914,
@@ -262,8 +269,8 @@ EXPECTED: dict[str, list[dict[str, float]]] = {
         },
         {
             "step": 3.0,
-            "reward": 0.4937460124492645,
-            "log_w_mean": -0.02501983940601349,
+            "reward": -0.02501983940601349,
+            "d_fake": 0.4937460124492645,
             "ess": 3.998504638671875,
             "weight_variance": 2.3378774130833335e-05,
             "g_loss": 0.1980735957622528,
@@ -279,8 +286,8 @@ EXPECTED: dict[str, list[dict[str, float]]] = {
     "actor_critic": [
         {
             "step": 1.0,
-            "reward": 0.4904467463493347,
-            "log_d": -0.7125012874603271,
+            "reward": -0.7125012874603271,
+            "d_fake": 0.4904467463493347,
             "return_mean": -2.112520217895508,
             "advantage_mean": -2.1400818824768066,
             "advantage_clipped_frac": 0.0,
@@ -297,8 +304,8 @@ EXPECTED: dict[str, list[dict[str, float]]] = {
         },
         {
             "step": 2.0,
-            "reward": 0.4919649362564087,
-            "log_d": -0.709417462348938,
+            "reward": -0.709417462348938,
+            "d_fake": 0.4919649362564087,
             "return_mean": -2.1038990020751953,
             "advantage_mean": -2.1432807445526123,
             "advantage_clipped_frac": 0.0,
@@ -315,8 +322,8 @@ EXPECTED: dict[str, list[dict[str, float]]] = {
         },
         {
             "step": 3.0,
-            "reward": 0.4893389940261841,
-            "log_d": -0.7147560715675354,
+            "reward": -0.7147560715675354,
+            "d_fake": 0.4893389940261841,
             "return_mean": -2.1210544109344482,
             "advantage_mean": -2.12797474861145,
             "advantage_clipped_frac": 0.0,
@@ -394,7 +401,7 @@ EXPECTED: dict[str, list[dict[str, float]]] = {
             "d_loss": 0.7011765241622925,
             "d_accuracy": 0.5,
             "reward": -0.8397052884101868,
-            "d_fake_prob": 0.43185922503471375,
+            "d_fake": 0.43185922503471375,
             "return_mean": -1.700846791267395,
             "advantage_mean": -1.700846791267395,
             "advantage_std": 0.8253147006034851,
@@ -408,7 +415,7 @@ EXPECTED: dict[str, list[dict[str, float]]] = {
             "d_loss": 0.7018421292304993,
             "d_accuracy": 0.5,
             "reward": -0.8382515907287598,
-            "d_fake_prob": 0.4324794113636017,
+            "d_fake": 0.4324794113636017,
             "return_mean": -1.3398098945617676,
             "advantage_mean": 0.3610369563102722,
             "advantage_std": 0.5250054001808167,
@@ -432,7 +439,7 @@ EXPECTED: dict[str, list[dict[str, float]]] = {
             "d_loss": 0.7003771662712097,
             "d_accuracy": 0.5,
             "reward": -0.8281316161155701,
-            "d_fake_prob": 0.436877965927124,
+            "d_fake": 0.436877965927124,
             "return_mean": -1.6844977140426636,
             "advantage_mean": -0.019754597917199135,
             "advantage_std": 0.7167500257492065,

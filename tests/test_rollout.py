@@ -93,3 +93,29 @@ def test_length_one_and_bad_input() -> None:
         monte_carlo_q(policy, lambda y: y.float()[:, 0], torch.tensor([[5]]), 1)
     with pytest.raises(ValueError, match="score_fn must return shape"):
         monte_carlo_q(CountingPolicy(5, 3), lambda y: torch.zeros(1), torch.tensor([[1, 2, 3]]), 2)
+
+
+def test_given_final_scores_replace_the_last_column_and_leave_the_others() -> None:
+    """An agent hands in the env's terminal reward; the completions' columns are the same draws."""
+    torch.manual_seed(0)
+    policy = _final_scores_policy()
+    tokens = torch.randint(0, policy.vocab_size, (6, policy.seq_len))
+    score = lambda y: y.float().mean(dim=1)  # noqa: E731
+    plain = monte_carlo_q(policy, score, tokens, 3, generator=torch.Generator().manual_seed(1))
+    finals = torch.arange(6.0)
+    given = monte_carlo_q(
+        policy, score, tokens, 3, generator=torch.Generator().manual_seed(1), final_scores=finals
+    )
+    torch.testing.assert_close(given[:, :-1], plain[:, :-1], rtol=0, atol=0)
+    torch.testing.assert_close(given[:, -1], finals)
+    torch.testing.assert_close(plain[:, -1], score(tokens))
+    with pytest.raises(ValueError, match=r"final_scores must have shape \[6\]"):
+        monte_carlo_q(policy, score, tokens, 3, final_scores=torch.zeros(5))
+
+
+def _final_scores_policy():
+    from agents.policies import LSTMPolicy
+
+    policy = LSTMPolicy(11, 5, 8, 8)
+    policy.reset_parameters(torch.Generator().manual_seed(3))
+    return policy

@@ -58,6 +58,7 @@ def _q_chunk(
     tokens: Tensor,
     n_rollouts: int,
     generator: torch.Generator | None,
+    final_scores: Tensor | None = None,
 ) -> Tensor:
     batch, length = tokens.shape
     n = int(n_rollouts)
@@ -88,12 +89,18 @@ def _q_chunk(
     active = [p * group for p in range(1, length)]
     complete_in_place(step, completions, prev_rows, buffers, 1, active)
 
-    # 3. score completions and the sequences themselves in one call.
-    scores = torch.as_tensor(score_fn(torch.cat([completions, tokens]))).float()
-    if scores.shape != (rows + batch,):
-        raise ValueError(f"score_fn must return shape [{rows + batch}], got {tuple(scores.shape)}")
+    # 3. score completions (and the sequences themselves, unless given) in one call.
+    scored = completions if final_scores is not None else torch.cat([completions, tokens])
+    if scored.shape[0] == 0:  # T = 1 with the final scores given: nothing to roll out
+        return final_scores.unsqueeze(1)
+    scores = torch.as_tensor(score_fn(scored)).float()
+    if scores.shape != (scored.shape[0],):
+        raise ValueError(
+            f"score_fn must return shape [{scored.shape[0]}], got {tuple(scores.shape)}"
+        )
     q = scores[:rows].view(n_prefix, n, batch).mean(dim=1).T  # [B, T-1]
-    return torch.cat([q, scores[rows:].unsqueeze(1)], dim=1)
+    last = final_scores if final_scores is not None else scores[rows:]
+    return torch.cat([q, last.unsqueeze(1)], dim=1)
 
 
 def monte_carlo_q(
@@ -103,12 +110,14 @@ def monte_carlo_q(
     n_rollouts: int,
     generator: torch.Generator | None = None,
     max_rows: int | None = None,
+    final_scores: Tensor | None = None,
 ) -> Tensor:
     """SeqGAN's Monte-Carlo action values ``Q`` ``[B, T]`` of ``tokens`` ``LongTensor[B, T]``.
 
     Column ``t`` (0-based) is the mean score of ``n_rollouts`` completions (drawn
     from ``rollout_policy``) of the prefix ``tokens[:, :t+1]``; the last column
-    is ``score_fn(tokens)``. ``score_fn`` maps ``LongTensor[K, T]`` to scores
+    is ``score_fn(tokens)``, or ``final_scores`` ``[B]`` when given (the env's terminal
+    reward of ``tokens``, which an agent then consumes instead of recomputing). ``score_fn`` maps ``LongTensor[K, T]`` to scores
     ``[K]`` (e.g. ``lambda y: torch.sigmoid(D(y))``). Runs under ``no_grad``.
 
     ``max_rows`` bounds the completion rows alive at once (default: about
@@ -117,6 +126,8 @@ def monte_carlo_q(
     """
     _check_inputs(rollout_policy, tokens, n_rollouts)
     batch, length = tokens.shape
+    if final_scores is not None and tuple(final_scores.shape) != (batch,):
+        raise ValueError(f"final_scores must have shape [{batch}], got {tuple(final_scores.shape)}")
     device = torch.device(rollout_policy.device)
     tokens = tokens.to(device)
     if batch == 0 or length == 0:
@@ -130,8 +141,16 @@ def monte_carlo_q(
     if max_rows is None:
         max_rows = max(1, _MAX_LOGIT_ELEMENTS // max(1, int(rollout_policy.vocab_size)))
     chunk = max(1, int(max_rows) // per_sequence)
+    finals = None if final_scores is None else final_scores.to(device).float()
     parts = [
-        _q_chunk(rollout_policy, score_fn, tokens[i : i + chunk], n_rollouts, generator)
+        _q_chunk(
+            rollout_policy,
+            score_fn,
+            tokens[i : i + chunk],
+            n_rollouts,
+            generator,
+            None if finals is None else finals[i : i + chunk],
+        )
         for i in range(0, batch, chunk)
     ]
     return torch.cat(parts) if len(parts) > 1 else parts[0]

@@ -305,7 +305,7 @@ class BenchRunner:
             if int(state["step"]) != iters:
                 raise RuntimeError(f"{agent} stopped at step {state['step']}, expected {iters}")
             policy.load_state_dict(state["modules"]["policy"])
-            extra = _last_logged(out_dir / "metrics.csv", ("d_accuracy", "reward", "d_loss"))
+            extra = _last_logged(out_dir / "metrics.csv", ("d_accuracy", "d_fake", "d_loss"))
             self._record(
                 policy, seed, iters * g_steps, elapsed, extra, task, progress, progress_path
             )
