@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from textgan_envs.device import resolve_device
+from textgan_envs.discriminators.conv_bank import conv_bank_max_pool, plain_conv_bank_max_pool
 
 SEQGAN_FILTER_SIZES: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 20)
 SEQGAN_NUM_FILTERS: tuple[int, ...] = (100, 200, 200, 200, 200, 100, 100, 100, 100, 100, 160, 160)
@@ -43,6 +44,9 @@ class CNNDiscriminator(nn.Module):
     l2_reg_lambda: float = 0.2
     #: Sequences per forward chunk on large batches (bounds the [B, maps, T] conv outputs).
     rows_per_chunk: int = 1024
+    #: The convolutions as one GEMM per width with an argmax pooling (``conv_bank.py``);
+    #: ``False`` runs the plain ``Conv1d`` + ``amax`` formulation (same function, same weights).
+    fused_convs: bool = True
 
     def __init__(
         self,
@@ -101,13 +105,14 @@ class CNNDiscriminator(nn.Module):
         return torch.cat([self._forward(part) for part in tokens.split(self.rows_per_chunk)])
 
     def _forward(self, tokens: Tensor) -> Tensor:
-        x = self.embedding(tokens).transpose(1, 2)  # [B, E, T]
-        widest = max(self.filter_sizes)
-        if x.shape[2] < widest:
-            x = F.pad(x, (0, widest - x.shape[2]))
-        pooled = [F.relu(conv(x)).amax(dim=2) for conv in self.convs]
-        h = self.highway(torch.cat(pooled, dim=1))
+        h = self.highway(self.pooled_features(tokens))
         return self.output(self.dropout(h)).squeeze(1)
+
+    def pooled_features(self, tokens: Tensor) -> Tensor:
+        """Max-over-time ReLU features ``[B, sum(num_filters)]``; short sequences zero-padded."""
+        x = self.embedding(tokens)  # [B, T, E]
+        bank = conv_bank_max_pool if self.fused_convs else plain_conv_bank_max_pool
+        return bank(x, self.convs)
 
     def regularization(self) -> Tensor:
         """SeqGAN's ``l2_reg_lambda * (l2_loss(W) + l2_loss(b))`` on the output layer."""
