@@ -83,10 +83,30 @@ def eval_logits(disc: Discriminator, tokens: Tensor) -> Tensor:
 
 
 def make_discriminator_optimizer(disc: nn.Module, lr: float | None = None) -> torch.optim.Optimizer:
-    """Adam with the architecture's default learning rate (1e-4 for SeqGAN's CNN)."""
-    return torch.optim.Adam(
-        disc.parameters(), lr=lr if lr is not None else getattr(disc, "default_lr", 1e-4)
-    )
+    """Adam with the architecture's default learning rate (1e-4 for SeqGAN's CNN).
+
+    The fused implementation where this PyTorch has one for the parameters' device (CPU
+    since torch 2.4, CUDA): the same update in one pass over each parameter instead of about
+    ten, which was a third of a SeqGAN CNN step on CPU. Elsewhere PyTorch's default Adam.
+    """
+    params = list(disc.parameters())
+    lr = lr if lr is not None else getattr(disc, "default_lr", 1e-4)
+    try:
+        optimizer = torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # no fused kernel for this device/dtype
+        return torch.optim.Adam(params, lr=lr)
+    optimizer.register_load_state_dict_pre_hook(_keep_fused)
+    return optimizer
+
+
+def _keep_fused(optimizer: torch.optim.Optimizer, state_dict: dict) -> dict:
+    """Loading a state saved by a non-fused Adam keeps the fused kernel (same semantics).
+
+    ``Optimizer.load_state_dict`` takes every group setting from the saved state, ``fused``
+    included, so an older checkpoint would otherwise switch a resumed run to the slow loop.
+    """
+    groups = [{**group, "fused": True, "foreach": None} for group in state_dict["param_groups"]]
+    return {**state_dict, "param_groups": groups}
 
 
 def _balanced(
