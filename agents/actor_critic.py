@@ -1,10 +1,19 @@
 """Actor-critic with per-token rewards and a learned baseline: MaskGAN's generator rule (Fedus et al., 2018).
 
-Per-token rewards ``r_t`` (here ``log D`` of Monte-Carlo completions of each prefix, or only
-``log D(y)`` at the end) become discounted returns ``R_t = sum_{s>=t} gamma^(s-t) r_s``; a value
+Per-token rewards ``r_t`` become discounted returns ``R_t = sum_{s>=t} gamma^(s-t) r_s``; a value
 head ``b_t = V(y_<t)`` (:class:`agents.critic.LSTMCritic`) is the baseline, trained by MSE to the
 returns; the actor minimises ``-sum_t log G(y_t | y_<t) * clip(R_t - b_t, +-5)``. Both networks
 are clipped to a global gradient norm of 10.
+
+Our discriminator scores whole sequences, so the only real reward is ``log D(y)`` at the end
+(``final_log``: ``R_t = gamma^(T-1-t) log D(y)``). ``mc_log`` estimates the same return with less
+variance: ``Q_t``, the mean ``log D`` of Monte-Carlo completions of ``y_1..y_t``, estimates the
+final ``log D`` seen from step ``t``, so ``R_t = gamma^(T-1-t) Q_t``, and the per-token reward is
+the discounted change of that estimate (``r_t = R_t - gamma R_{t+1}``: what token ``t`` did to the
+expected outcome). Summing the ``Q_t`` themselves as rewards would count the outcome up to ``T``
+times and make every return a large negative number (``log D < 0``) that the critic cannot
+follow; the critic is also fitted to the first batch (``critic_warmup`` steps) before the actor
+uses it, so the first updates do not push down every sampled token.
 
 :func:`actor_critic_losses` is the rule on its own (pure tensors, any mask), reused by the MaskGAN
 agent; :func:`train` wraps it in the shared adversarial schedule. Run with
@@ -41,14 +50,16 @@ class ActorCriticConfig(CommonConfig):
     gamma: float = field(default=0.9, metadata={"min": 0.0, "max": 1.0})
     """Discount of future per-token rewards (MaskGAN: 0.9)."""
     reward: Literal["mc_log", "final_log"] = "mc_log"
-    """``mc_log``: ``r_t`` = mean ``log D`` of ``n_rollouts`` completions of ``y_1..y_t``
-    (``r_T = log D(y)``); ``final_log``: only ``r_T = log D(y)``."""
+    """``mc_log``: returns ``gamma^(T-1-t) Q_t`` with ``Q_t`` the mean ``log D`` of ``n_rollouts``
+    completions of ``y_1..y_t`` (``Q_T = log D(y)``); ``final_log``: only ``r_T = log D(y)``."""
     n_rollouts: int = field(default=16, metadata={"min": 1})
     """Monte-Carlo completions per prefix for the ``mc_log`` reward (rolled out by the generator)."""
     advantage_clip: float = field(default=5.0, metadata={"min": 0.0})
     """Advantages are clipped to ``+-advantage_clip`` (MaskGAN: 5; 0 disables)."""
     critic_lr: float = field(default=1e-3, metadata={"min": 0.0})
     """Adam learning rate of the critic."""
+    critic_warmup: int = field(default=20, metadata={"min": 0})
+    """Critic-only Adam steps on the first batch before the actor's first update (0: none)."""
     critic_emb_dim: int = field(default=32, metadata={"min": 1})
     """Critic embedding size."""
     critic_hidden_dim: int = field(default=32, metadata={"min": 1})
@@ -109,18 +120,48 @@ def per_token_rewards(
     (the last column in both modes).
     """
     disc = setup.discriminator
-    if cfg.reward == "mc_log":
-        return monte_carlo_q(
-            setup.policy,
-            lambda y: log_reward(eval_logits(disc, y)),
-            episodes.tokens,
-            cfg.n_rollouts,
-            generator=generator,
-            final_scores=episodes.rewards,
-        )
     rewards = torch.zeros(episodes.tokens.shape, device=episodes.tokens.device)
-    rewards[:, -1] = episodes.rewards
-    return rewards
+    if cfg.reward == "final_log":
+        rewards[:, -1] = episodes.rewards
+        return rewards
+    q = monte_carlo_q(
+        setup.policy,
+        lambda y: log_reward(eval_logits(disc, y)),
+        episodes.tokens,
+        cfg.n_rollouts,
+        generator=generator,
+        final_scores=episodes.rewards,
+    )
+    return rewards_of_returns(discounted_outcome(q, cfg.gamma), cfg.gamma)
+
+
+def discounted_outcome(q: Tensor, gamma: float) -> Tensor:
+    """``gamma^(T-1-t) * Q_t`` ``[B, T]``: the discounted terminal outcome estimated at step ``t``."""
+    powers = torch.arange(q.shape[1] - 1, -1, -1, device=q.device, dtype=q.dtype)
+    return q * torch.pow(torch.tensor(gamma, device=q.device, dtype=q.dtype), powers)
+
+
+def rewards_of_returns(returns: Tensor, gamma: float) -> Tensor:
+    """Per-token rewards ``r_t = R_t - gamma R_{t+1}`` (``R_T = 0``) whose discounted sums are ``returns``."""
+    later = torch.zeros_like(returns)
+    later[:, :-1] = returns[:, 1:]
+    return returns - gamma * later
+
+
+def warm_up_critic(
+    critic: LSTMCritic,
+    c_opt: torch.optim.Optimizer,
+    tokens: Tensor,
+    rewards: Tensor,
+    cfg: ActorCriticConfig,
+) -> None:
+    """Fit the critic to the first batch's returns so its first baseline is not 0 (every return is
+    negative: an unfitted critic makes every advantage negative)."""
+    returns = est.discounted_returns(rewards.detach(), cfg.gamma)
+    for _ in range(cfg.critic_warmup):
+        c_opt.zero_grad(set_to_none=True)
+        F.mse_loss(critic(tokens), returns).backward()
+        clip_and_step(c_opt, list(critic.parameters()), cfg.grad_clip)
 
 
 def generator_step(
@@ -140,6 +181,8 @@ def generator_step(
     rewards = per_token_rewards(setup, episodes, cfg, sample_gen)
     check_finite("per-token rewards", rewards, step)
     log_probs, entropy = policy_log_probs_and_entropy(policy, tokens)
+    if step == 1 and cfg.critic_warmup:
+        warm_up_critic(critic, c_opt, tokens, rewards, cfg)
     values = critic(tokens)
     losses = actor_critic_losses(log_probs, values, rewards, cfg.gamma, cfg.advantage_clip)
     check_finite("actor loss", losses.actor_loss.detach(), step)

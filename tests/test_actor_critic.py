@@ -80,3 +80,52 @@ def test_actor_critic_raises_expected_reward_of_fixed_discriminator(reward):
     # no learning would leave it near 0.
     assert before < 0.3 and after > before + 0.15, (before, after)
     assert metrics["reward"] < 0 < metrics["d_fake"] < 1 and metrics["critic_loss"] >= 0
+
+
+def _constant_disc(logit: float):
+    return lambda y: torch.full((y.shape[0],), logit)
+
+
+@pytest.mark.parametrize("gamma", [0.9, 1.0])
+def test_mc_log_returns_are_the_discounted_outcome_not_a_sum_of_q_values(gamma):
+    """With a discriminator that scores every sequence the same, every Monte-Carlo estimate is the
+    final log D, so the return at step t is gamma^(T-1-t) log D: the same as ``final_log``'s.
+    (Summing the Q estimates as rewards gave up to T times that, the divergence's root cause.)"""
+    from agents.episodes import collect_episodes
+    from agents.estimators import discounted_returns
+    from agents.setup import agent_env
+
+    setup = tiny_setup()
+    setup.discriminator = _constant_disc(-0.4)
+    log_d = float(torch.nn.functional.logsigmoid(torch.tensor(-0.4)))
+    want = log_d * gamma ** torch.arange(T - 1, -1, -1, dtype=torch.float32)
+    for mode in ("mc_log", "final_log"):
+        cfg = build_config(ac.ActorCriticConfig, {"vocab_size": V, "seq_len": T, "gamma": gamma, "n_rollouts": 2, "reward": mode})  # fmt: skip
+        episodes = collect_episodes(
+            agent_env(setup, 8, "log"), setup.policy, torch.Generator().manual_seed(0)
+        )
+        rewards = ac.per_token_rewards(setup, episodes, cfg, torch.Generator().manual_seed(1))
+        torch.testing.assert_close(discounted_returns(rewards, gamma), want.expand(8, T))
+
+
+def test_the_critic_is_fitted_to_the_first_batch_before_the_first_actor_update():
+    """An unfitted critic (about 0) against all-negative log D returns made every first advantage
+    negative; after the warm-up the first batch's advantages are centred."""
+    setup = tiny_setup()
+    setup.discriminator = _constant_disc(-2.0)
+    cfg = build_config(ac.ActorCriticConfig, {"vocab_size": V, "seq_len": T, "n_rollouts": 2, "reward": "final_log", "gamma": 1.0, "critic_warmup": 100, "critic_lr": 1e-2})  # fmt: skip
+    critic = LSTMCritic(V, 8, 8)
+    g_opt = torch.optim.Adam(setup.policy.parameters(), lr=cfg.g_lr)
+    c_opt = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr)
+    metrics = ac.generator_step(
+        setup, critic, g_opt, c_opt, cfg, torch.Generator().manual_seed(0), 1
+    )
+    log_d = float(torch.nn.functional.logsigmoid(torch.tensor(-2.0)))  # -2.13 at every position
+    assert abs(metrics["advantage_mean"]) < 0.1 * abs(log_d), metrics
+    cold = build_config(ac.ActorCriticConfig, {**cfg.__dict__, "critic_warmup": 0})
+    critic = LSTMCritic(V, 8, 8)
+    c_opt = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr)
+    metrics = ac.generator_step(
+        setup, critic, g_opt, c_opt, cold, torch.Generator().manual_seed(0), 1
+    )
+    assert metrics["advantage_mean"] < 0.5 * log_d  # without it: nearly the whole log D
