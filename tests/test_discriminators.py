@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -162,3 +164,106 @@ def test_cnn_chunked_forward_equals_one_pass_with_gradients() -> None:
     chunked.sum().backward()
     assert torch.allclose(chunked, whole, atol=1e-6)
     assert torch.allclose(disc.embedding.weight.grad, grad_whole, atol=1e-6)
+
+
+def _plain_adam_steps(disc, x: torch.Tensor, y: torch.Tensor, order: torch.Tensor, batch: int):
+    """The plain loop: torch.optim.Adam's defaults at lr 1e-4, BCE + SeqGAN's output-layer L2."""
+    opt = torch.optim.Adam(disc.parameters(), lr=1e-4)
+    disc.train()
+    for start in range(0, len(x), batch):
+        idx = order[start : start + batch]
+        w, b = disc.output.weight, disc.output.bias
+        l2 = 0.2 * 0.5 * (w.pow(2).sum() + b.pow(2).sum())
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(disc(x[idx]), y[idx]) + l2
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+
+def test_training_steps_equal_plain_adam_with_output_l2() -> None:
+    """Two steps of train_discriminator (fused convs, fused Adam) land on the plain loop's weights."""
+    ours = build_discriminator("cnn", vocab_size=50, seq_len=20, seed=0)  # SeqGAN's sizes
+    plain = build_discriminator("cnn", vocab_size=50, seq_len=20, seed=0)
+    plain.fused_convs = False
+    real, fake = torch.randint(0, 25, (64, 20)), torch.randint(25, 50, (64, 20))
+    torch.manual_seed(7)  # dropout masks: the same draws in both runs
+    train_discriminator(
+        ours,
+        make_discriminator_optimizer(ours),
+        real,
+        fake,
+        batch_size=64,
+        generator=torch.Generator().manual_seed(3),
+    )
+    order = torch.randperm(128, generator=torch.Generator().manual_seed(3))
+    torch.manual_seed(7)
+    _plain_adam_steps(plain, torch.cat([real, fake]), torch.cat([torch.ones(64), torch.zeros(64)]), order, 64)
+    start = build_discriminator("cnn", vocab_size=50, seq_len=20, seed=0).state_dict()
+    for name, value in plain.state_dict().items():
+        assert (value - start[name]).abs().max() > 0, name
+        gap = (ours.state_dict()[name] - value).abs()
+        # Adam divides by sqrt(v): where a gradient is ~1e-8 (near eps), float32 rounding in
+        # either formulation moves that element's step visibly. A handful of the 7M elements do
+        # that; a wrong gradient would move whole tensors by up to 2 steps (2 * lr = 2e-4).
+        assert gap.max() < 4e-5, (name, gap.max())
+        assert (gap > 2e-6).float().mean() < 1e-5, (name, int((gap > 2e-6).sum()))
+
+
+def test_fused_adam_survives_loading_a_plain_adam_state() -> None:
+    """A checkpoint written by a non-fused Adam resumes on the fused kernel, with the same result."""
+    d = build_discriminator("cnn", vocab_size=30, seq_len=6, seed=0, **SMALL["cnn"]).eval()
+    x = torch.randint(0, 30, (8, 6))
+    plain_opt = torch.optim.Adam(d.parameters(), lr=1e-3)
+    d(x).sum().backward()
+    plain_opt.step()
+    fused = make_discriminator_optimizer(d, lr=1e-3)
+    fused.load_state_dict(copy.deepcopy(plain_opt.state_dict()))
+    assert fused.param_groups[0]["fused"] is True
+    twin = build_discriminator("cnn", vocab_size=30, seq_len=6, seed=0, **SMALL["cnn"])
+    twin.load_state_dict(d.state_dict())
+    twin.eval()  # no dropout: both see the same function
+    twin_opt = torch.optim.Adam(twin.parameters(), lr=1e-3)
+    twin_opt.load_state_dict(copy.deepcopy(plain_opt.state_dict()))
+    for model, opt in ((d, fused), (twin, twin_opt)):
+        opt.zero_grad()
+        model(x).pow(2).sum().backward()
+        opt.step()
+    for a, b in zip(d.parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def _accuracy_training_only_the_conv_bank(seed: int = 0) -> tuple[float, float]:
+    """Accuracy before/after training with the highway and output frozen at their random init.
+
+    Only the embedding and the filters learn, so the result depends on the conv bank's backward.
+    """
+    d = build_discriminator("cnn", vocab_size=10, seq_len=8, seed=seed, **SMALL["cnn"])
+    for p in [*d.highway.parameters(), *d.output.parameters()]:
+        p.requires_grad_(False)
+    real, fake = _pattern_data(256, seed=1)
+    test_real, test_fake = _pattern_data(128, seed=2)
+    before = discriminator_accuracy(d, test_real, test_fake)
+    opt = make_discriminator_optimizer(d, lr=3e-3)
+    train_discriminator(d, opt, real, fake, epochs=3, generator=torch.Generator().manual_seed(0))
+    return before, discriminator_accuracy(d, test_real, test_fake)
+
+
+def test_conv_bank_backward_alone_learns_to_separate() -> None:
+    before, after = _accuracy_training_only_the_conv_bank()
+    assert after >= 0.95 and after >= before + 0.2, (before, after)
+
+
+def test_a_broken_conv_bank_backward_misses_the_learning_margin(monkeypatch) -> None:
+    """The margin above is one a backward that passes no gradient does not reach."""
+    from textgan_envs.discriminators.conv_bank import ConvBankMaxPool
+
+    def no_gradient(ctx, grad):
+        k = len(ctx.widths)
+        filters = ctx.saved_tensors[1 : 1 + k]
+        zeros = [torch.zeros_like(f) for f in filters]
+        biases = [torch.zeros(f.shape[0]) for f in filters]
+        return (grad.new_zeros(ctx.x_shape), None, *zeros, *biases)
+
+    monkeypatch.setattr(ConvBankMaxPool, "backward", staticmethod(no_gradient))
+    before, after = _accuracy_training_only_the_conv_bank()
+    assert not (after >= 0.95 and after >= before + 0.2), (before, after)
