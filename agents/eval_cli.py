@@ -14,16 +14,15 @@ Output: one ``metric value`` line each, or a JSON object with ``--json``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import importlib
 import json
 import math
 import sys
 from pathlib import Path
 from typing import Any
 
+from agents.registry import agent_spec
 from agents.runtime import CHECKPOINT_NAME, RunDirError, has_checkpoint, read_run_config
-from agents.setup import CommonConfig, build_setup
+from agents.setup import build_setup
 
 
 def evaluate_maskgan(run_dir: Path, device: str) -> dict[str, Any]:
@@ -37,23 +36,11 @@ def evaluate_maskgan(run_dir: Path, device: str) -> dict[str, Any]:
 
 
 def _config_class(agent: str) -> type:
+    """The config class of the agent that wrote a run, from the agent registry."""
     try:
-        module = importlib.import_module(f"agents.{agent}")
-    except ImportError as exc:
-        raise ValueError(
-            f"run was written by agent {agent!r}, which this install lacks: {exc}"
-        ) from exc
-    for obj in vars(module).values():
-        if (
-            isinstance(obj, type)
-            and dataclasses.is_dataclass(obj)
-            and issubclass(obj, CommonConfig)
-            and obj is not CommonConfig
-        ):
-            return obj
-    raise ValueError(
-        f"agents.{agent} defines no config (a CommonConfig dataclass) to rebuild the run"
-    )
+        return agent_spec(agent).config_class()
+    except ValueError as exc:
+        raise ValueError(f"run was written by agent {agent!r}: {exc}") from exc
 
 
 def evaluate_policy_run(

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agents import loop as tr
+from agents.loop import evaluate
+from agents.runtime import open_logger, prepare_run_dir, resume_or_start, seed_everything
+from agents.setup import CommonConfig, build_setup
 
 
 @dataclass
-class MLEAgentConfig(tr.CommonConfig):
+class MLEAgentConfig(CommonConfig):
     """MLE only: pre-train the generator, save it as a run (no adversarial steps)."""
 
     d_pretrain_steps: int = 0
@@ -24,15 +26,15 @@ class MLEAgentConfig(tr.CommonConfig):
 
 def train(cfg: MLEAgentConfig, resume: bool = False) -> dict[str, float]:
     """MLE-pretrain the generator (resumable per epoch), then save a step-0 run checkpoint."""
-    run_dir = tr.prepare_run_dir(cfg.out_dir, cfg, "mle", resume)
-    tr.seed_everything(cfg.seed)
-    setup = tr.build_setup(cfg, run_dir, resume)
+    run_dir = prepare_run_dir(cfg.out_dir, cfg, "mle", resume)
+    seed_everything(cfg.seed)
+    setup = build_setup(cfg, run_dir, resume)
     modules = {"policy": setup.policy, "discriminator": setup.discriminator}
-    state, resumed = tr.resume_or_start(
+    state, resumed = resume_or_start(
         run_dir, resume, modules, {"discriminator": setup.d_optimizer}, {}, "mle", setup.device
     )
-    metrics = tr.evaluate(setup, cfg, 0)
-    logger = tr.open_logger(run_dir, state, resumed, cfg.tensorboard)
+    metrics = evaluate(setup, cfg, 0)
+    logger = open_logger(run_dir, state, resumed, cfg.tensorboard)
     logger.log(0, metrics)
     logger.close()
     return metrics

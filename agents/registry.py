@@ -71,7 +71,9 @@ AGENTS: dict[str, AgentSpec] = {spec.name: spec for spec in (
     AgentSpec("maskgan", "agents.maskgan", "MaskGANConfig",
               "MaskGAN: fill in the blank, actor-critic", bench=None),
     AgentSpec("ppo", "agents.bench.ppo", "CommonConfig",
-              "stock stable-baselines3 PPO", train=None, bench="sb3"),
+              "stock stable-baselines3 PPO on GeneratorPolicy", train=None, bench="sb3"),
+    AgentSpec("a2c", "agents.bench.ppo", "CommonConfig",
+              "stock stable-baselines3 A2C on GeneratorPolicy", train=None, bench="sb3"),
 )}
 # fmt: on
 

@@ -34,7 +34,7 @@ def test_ppo_is_a_known_agent_and_bad_names_still_fail(
 
 def test_tiny_bench_with_ppo_writes_finite_nll_rows(tmp_path: Path) -> None:
     out = tmp_path / "bench"
-    assert cli.main(["--out", str(out), "--agents", "mle,ppo", *TINY]) == 0
+    assert cli.main(["--out", str(out), "--agents", "mle,ppo,a2c", *TINY]) == 0
     with (out / "results.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     ppo = [r for r in rows if r["agent"] == "ppo"]
@@ -43,9 +43,14 @@ def test_tiny_bench_with_ppo_writes_finite_nll_rows(tmp_path: Path) -> None:
     for r in ppo:
         for key in ("nll_oracle", "nll_test"):
             assert math.isfinite(float(r[key])), (key, r)
-    # PPO trained: its policy moved away from the step-0 (untrained) one
+    # PPO trained: its policy moved away from the step-0 one, which is the shared MLE start
     by_step = {int(float(r["step"])): r for r in ppo}
     assert float(by_step[2]["nll_test"]) != float(by_step[0]["nll_test"])
+    start = {r["agent"]: r for r in rows if int(float(r["step"])) == 0 and r["phase"] == "train"}
+    for agent in ("ppo", "a2c"):  # every variant starts from the same generator
+        assert float(start[agent]["nll_test"]) == pytest.approx(float(start["mle"]["nll_test"]))
+    a2c = {int(float(r["step"])): r for r in rows if r["agent"] == "a2c"}
+    assert float(a2c[2]["nll_test"]) != float(a2c[0]["nll_test"])
     run = out / "runs" / "ppo__seed0"
     assert (run / "ppo_model.zip").is_file() and (run / "ppo_discriminator.pt").is_file()
     progress = json.loads((run / "bench_progress.json").read_text())

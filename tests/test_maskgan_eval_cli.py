@@ -96,6 +96,25 @@ def test_lstm_policy_run_reports_nll_test_and_bleu(
     assert 0.0 <= out["bleu4"] <= 1.0 and 0.0 < out["unique2"] <= 1.0
 
 
+def test_an_mle_agent_run_evaluates(
+    tmp_path: Path, corpus: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The mle agent lives in agents.mle_agent: eval finds its config through the registry."""
+    from agents.mle_agent import MLEAgentConfig
+    from agents.mle_agent import train as train_mle_agent
+
+    cfg = MLEAgentConfig(
+        out_dir=str(tmp_path / "mle"), env_id="textgan/Corpus-v0", corpus_path=str(corpus),
+        vocab_size=40, seq_len=8, n_valid=40, emb_dim=8, hidden_dim=8, mle_epochs=1,
+        disc="lstm", disc_kwargs={"emb_dim": 8, "hidden_dim": 8}, eval_samples=32,
+        batch_size=16, tensorboard=False, progress=False, device="cpu",
+    )  # fmt: skip
+    train_mle_agent(cfg)
+    out = _eval_json(Path(cfg.out_dir), capsys)
+    assert out["agent"] == "mle" and out["step"] == 0
+    assert math.isclose(out["nll_test"], _last_logged(Path(cfg.out_dir), "nll_test"), rel_tol=1e-5)
+
+
 def test_not_a_run_directory_fails_cleanly(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1,25 +1,24 @@
-"""Stock stable-baselines3 PPO as a ``textgan bench`` variant (``--agents ...,ppo``).
+"""Stock stable-baselines3 PPO and A2C as ``textgan bench`` variants (``--agents ...,ppo,a2c``).
 
-Why it is shaped like this: the spec asks for unmodified SB3 PPO on the same env, so this
-cell trains ``PPO("MlpPolicy")`` with the token-embedding extractor on the seed's own data,
-oracle and discriminator (the agents' :func:`agents.training.build_setup`), rewarded by the
-same discriminator, which :class:`agents.sb3.DiscriminatorUpdateCallback` keeps training on
-SeqGAN's schedule (a :class:`agents.sb3.DiscriminatorSchedule` of one phase per rollout). The trained policy is wrapped by :class:`agents.sb3.SB3SequencePolicy` and
-evaluated by exactly the code every other variant gets.
+Why it is shaped like this: the variants must be stock SB3 algorithms on the same env, and a
+fair competitor of our agents. So each cell trains ``PPO`` / ``A2C`` with
+:class:`agents.sb3.GeneratorPolicy`: its actor *is* the seed's MLE-pretrained ``LSTMPolicy`` (the
+same cached start every other variant gets), its value head a linear layer on the generator's
+hidden state. The set-up is the agents' own (:func:`agents.setup.build_setup` on the cached MLE
+start: the same data, oracle and discriminator, pre-trained for ``d_pretrain_steps`` rounds
+against the MLE generator), rewarded by the same discriminator, which
+:class:`agents.sb3.DiscriminatorUpdateCallback` keeps training on the agents' schedule.
 
-Budget mapping: one bench generator update = one PPO update, i.e. one rollout of ``batch_size``
+Budget mapping: one bench generator update = one SB3 update, i.e. one rollout of ``batch_size``
 envs x ``seq_len`` steps (``batch_size`` complete sequences, as many as one generator update of
-the other agents) followed by PPO's own epochs of minibatch SGD. So ``budget`` updates are
-``budget * batch_size * seq_len`` env steps. After each rollout the discriminator gets
-``d_steps`` rounds of ``d_epochs`` epochs on ``d_negatives`` fresh samples of the current
-policy (the agents' schedule with ``g_steps = 1``).
+the other agents) followed by the algorithm's own optimisation (PPO: its epochs of minibatch
+SGD; A2C: one step). So ``budget`` updates are ``budget * batch_size * seq_len`` env steps.
+After each rollout the discriminator gets ``d_steps`` rounds of ``d_epochs`` epochs on
+``d_negatives`` fresh samples of the current policy (the agents' schedule with ``g_steps = 1``).
+The trained generator (``model.policy.generator``) is evaluated by exactly the code every
+other variant gets.
 
-Stock PPO cannot start from the MLE-pretrained LSTM generator (its policy is an MLP over the
-env's observation, not an LSTM), so this variant starts from scratch: its step-0 row is the
-untrained policy, and the discriminator is pre-trained (``d_pretrain_steps`` rounds) against
-the agents' untrained LSTM generator, as the other agents' set-up would without MLE.
-
-Resume: the model (``ppo_model.zip``) and the discriminator are saved after every segment and
+Resume: the model (``<algo>_model.zip``) and the discriminator are saved after every segment and
 an interrupted cell continues from its last one; SB3 does not save its sampling RNG, so a
 resumed cell is equivalent but not bit-identical to an uninterrupted one.
 """
@@ -27,7 +26,6 @@ resumed cell is equivalent but not bit-identical to an uninterrupted one.
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -39,8 +37,8 @@ from agents.setup import CommonConfig  # noqa: F401  (the cell's config, for the
 
 Row = dict[str, Any]
 
-MODEL_FILE = "ppo_model.zip"
-DISC_FILE = "ppo_discriminator.pt"
+#: The stock SB3 algorithms a bench can run, by registry name.
+ALGORITHMS = ("ppo", "a2c")
 
 
 def ppo_env(setup: Any, num_envs: int) -> Any:
@@ -71,59 +69,80 @@ def ppo_env(setup: Any, num_envs: int) -> Any:
     return VecMonitor(SB3VecEnvAdapter(venv))
 
 
-def run_ppo_cell(runner: Any, seed: int, budget: int, out_dir: Path) -> list[Row]:
-    """Train stock PPO for ``budget`` updates in the bench's segments; metrics rows as other cells."""
-    from stable_baselines3 import PPO
+def _model_files(algo: str, out_dir: Path) -> tuple[Path, Path]:
+    return out_dir / f"{algo}_model.zip", out_dir / f"{algo}_discriminator.pt"
+
+
+def _start_setup(runner: Any, seed: int, pretrained: Path, run_dir: Path) -> Any:
+    """The agents' set-up of ``seed`` on the cached MLE start (D pre-trained as theirs is)."""
+    from agents.bench import runners as rn
+    from agents.setup import build_setup
+
+    mle_dst = run_dir / "mle" / "mle_checkpoint.pt"
+    if not mle_dst.exists():
+        rn._copy_atomic(pretrained, mle_dst)
+    common = rn._common_config(runner.cfg, seed, run_dir)
+    return common, build_setup(common, run_dir, resume=True)  # reads the MLE sub-run
+
+
+def _new_model(algo: str, env: Any, setup: Any, steps_per_update: int, seq_len: int, seed: int):
+    from stable_baselines3 import A2C, PPO
+
+    from agents.sb3 import GeneratorPolicy, generator_policy_kwargs
+
+    common = dict(
+        n_steps=seq_len,
+        gamma=1.0,
+        seed=seed,
+        policy_kwargs=generator_policy_kwargs(setup.policy),
+        device=setup.device,
+        verbose=0,
+    )
+    if algo == "ppo":
+        batch = max(d for d in range(1, 65) if steps_per_update % d == 0)
+        return PPO(GeneratorPolicy, env, batch_size=batch, **common)
+    return A2C(GeneratorPolicy, env, **common)
+
+
+def run_sb3_cell(
+    runner: Any, algo: str, seed: int, budget: int, pretrained: Path, out_dir: Path
+) -> list[Row]:
+    """Train SB3 ``algo`` for ``budget`` updates in the bench's segments; rows as other cells."""
+    from stable_baselines3 import A2C, PPO
 
     from agents.bench import runners as rn
-    from agents.runtime import atomic_save, load_checkpoint
-    from agents.sb3 import (
-        DiscriminatorSchedule,
-        DiscriminatorUpdateCallback,
-        SB3SequencePolicy,
-        token_policy_kwargs,
-    )
-    from agents.setup import build_setup
+    from agents.runtime import atomic_save, load_checkpoint, seed_stream
+    from agents.sb3 import DiscriminatorSchedule, DiscriminatorUpdateCallback
     from textgan_envs.adversarial import AdversarialConfig, DiscriminatorTrainer
 
+    if algo not in ALGORITHMS:
+        raise ValueError(f"unknown SB3 algorithm {algo!r}; choose one of {ALGORITHMS}")
     cfg = runner.cfg
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     task = rn.build_task(cfg, seed)
     settings = cfg.eval_settings()
-    with tempfile.TemporaryDirectory() as tmp:
-        common = rn._common_config(cfg, seed, Path(tmp), mle_epochs=0)
-        setup = build_setup(common, Path(tmp), resume=False)
+    common, setup = _start_setup(runner, seed, pretrained, out_dir / "start")
     n_envs, seq_len = common.batch_size, setup.policy.seq_len
     steps_per_update = n_envs * seq_len
     env = ppo_env(setup, n_envs)
 
     progress_path = out_dir / rn.PROGRESS_FILE
     progress = json.loads(progress_path.read_text()) if progress_path.exists() else None
-    model_path, disc_path = out_dir / MODEL_FILE, out_dir / DISC_FILE
+    model_path, disc_path = _model_files(algo, out_dir)
     resumed = progress is not None and len(progress["rows"]) > 1 and model_path.exists()
     trained = 0  # updates the saved model has had (may exceed the recorded step if killed)
     if resumed:
-        model = PPO.load(model_path, env=env, device=setup.device)
+        model = {"ppo": PPO, "a2c": A2C}[algo].load(model_path, env=env, device=setup.device)
         state = load_checkpoint(disc_path, ["discriminator", "d_optimizer", "step"])
         trained = int(state["step"])
         setup.discriminator.load_state_dict(state["discriminator"])
         setup.d_optimizer.load_state_dict(state["d_optimizer"])
     else:
-        model = PPO(
-            "MlpPolicy",
-            env,
-            n_steps=seq_len,
-            batch_size=max(d for d in range(1, 65) if steps_per_update % d == 0),
-            gamma=1.0,
-            seed=seed,
-            policy_kwargs=token_policy_kwargs(),
-            device=setup.device,
-            verbose=0,
-        )
-    policy = SB3SequencePolicy(model)
-    sample_gen = torch.Generator(device=setup.device).manual_seed(seed + 5)
-    real_gen = torch.Generator().manual_seed(seed + 4)
+        model = _new_model(algo, env, setup, steps_per_update, seq_len, seed)
+    policy = model.policy.generator  # the trained LSTMPolicy: evaluated like every variant's
+    sample_gen = torch.Generator(device=setup.device).manual_seed(seed_stream(seed, "sample"))
+    real_gen = torch.Generator().manual_seed(seed_stream(seed, "shuffle"))
     real = setup.real
 
     def real_sampler(n: int) -> torch.Tensor:
@@ -139,7 +158,7 @@ def run_ppo_cell(runner: Any, seed: int, budget: int, out_dir: Path) -> list[Row
         AdversarialConfig(batch_size=common.d_batch_size),
         optimizer=setup.d_optimizer,
         fake_sampler=fake_sampler,
-        seed=seed + 4,
+        seed=seed_stream(seed, "shuffle"),
     )
     schedule = DiscriminatorSchedule(  # after every rollout: the agents' schedule, g_steps = 1
         every_rollouts=1,
@@ -191,8 +210,8 @@ def run_ppo_cell(runner: Any, seed: int, budget: int, out_dir: Path) -> list[Row
             extra["d_accuracy"] = float(callback.last_stats.get("accuracy", float("nan")))
             extra["d_loss"] = float(callback.last_stats.get("loss", float("nan")))
         ep_rew = [ep["r"] for ep in model.ep_info_buffer]
-        if ep_rew:
-            extra["reward"] = float(sum(ep_rew) / len(ep_rew))
+        if ep_rew:  # the env's prob-mode reward, D(y): the other variants' d_fake
+            extra["d_fake"] = float(sum(ep_rew) / len(ep_rew))
         record(done, elapsed, extra)
     return progress["rows"] + temperature_sweep(
         policy, task.eval_data, settings, rn._eval_seed(seed)

@@ -3,7 +3,7 @@
 Why presets: a benchmark is only comparable when every variant gets the same data, the same
 pretrained generator, the same budget and the same evaluation, so all of that lives in one
 config written to ``config.json``; a resumed bench must match it. ``common`` holds fields of
-:class:`agents.training.CommonConfig` (data, generator, discriminator schedule) shared by every
+:class:`agents.setup.CommonConfig` (data, generator, discriminator schedule) shared by every
 agent; ``agent_overrides`` holds per-agent extras (e.g. fewer Monte-Carlo rollouts).
 """
 
@@ -43,7 +43,7 @@ class BenchConfig:
     pretrain_eval_every: int = 5
     """Evaluate NLL-oracle / NLL-test of the MLE pretraining every N epochs (SeqGAN: 5)."""
     common: dict[str, Any] = field(default_factory=dict)
-    """Overrides of :class:`agents.training.CommonConfig` applied to every agent."""
+    """Overrides of :class:`agents.setup.CommonConfig` applied to every agent."""
     agent_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per-agent config overrides, e.g. ``{"reinforce": {"n_rollouts": 4}}``."""
     eval: dict[str, Any] = field(default_factory=dict)
@@ -151,7 +151,7 @@ def quick(env: str = "textgan/Oracle-v0") -> BenchConfig:
     return BenchConfig(
         env=env,
         preset="quick",
-        agents=("mle", "reinforce", "bgan", "actor_critic", "ppo"),
+        agents=("mle", "reinforce", "bgan", "actor_critic", "ppo", "a2c"),
         seeds=3,
         budget=50,
         n_checkpoints=5,
@@ -186,7 +186,7 @@ def paper(env: str = "textgan/Oracle-v0") -> BenchConfig:
     return BenchConfig(
         env=env,
         preset="paper",
-        agents=("mle", "reinforce", "bgan", "actor_critic", "ppo"),
+        agents=("mle", "reinforce", "bgan", "actor_critic", "ppo", "a2c"),
         seeds=5,
         budget=200,
         n_checkpoints=10,

@@ -250,10 +250,10 @@ class BenchRunner:
     ) -> list[Row]:
         out_dir = Path(out_dir)
         kind = bench_spec(agent).bench
-        if kind == "sb3":  # starts from scratch, not from ``pretrained``
-            from agents.bench.ppo import run_ppo_cell
+        if kind == "sb3":  # stock SB3 on GeneratorPolicy, from the same ``pretrained`` start
+            from agents.bench.ppo import run_sb3_cell
 
-            return run_ppo_cell(self, seed, budget, out_dir)
+            return run_sb3_cell(self, agent, seed, budget, pretrained, out_dir)
         progress_path = out_dir / PROGRESS_FILE
         progress = json.loads(progress_path.read_text()) if progress_path.exists() else None
         task = build_task(self.cfg, seed)
