@@ -28,6 +28,7 @@ from agents.runtime import (
     atomic_save,
     load_checkpoint,
     rng_state,
+    seed_stream,
     set_rng_state,
 )
 from textgan_envs.metrics import nll_oracle, nll_test
@@ -120,7 +121,7 @@ def evaluate(
     was_training = policy.training
     policy.eval()
     if oracle is not None:
-        gen = torch.Generator(device=policy.device).manual_seed(cfg.seed + 1)
+        gen = torch.Generator(device=policy.device).manual_seed(seed_stream(cfg.seed, "mle.eval"))
         samples = policy.sample(cfg.n_eval_samples, generator=gen)
         metrics["nll_oracle"] = nll_oracle(oracle, samples)
     if valid_tokens is not None:

@@ -28,6 +28,9 @@ from agents.setup import CommonConfig
 
 # The offsets every result depends on: a changed number here changes a trainer's results.
 FIXED_STREAMS = {
+    "mle.eval": 1,
+    "bench.eval": 1,
+    "bench.continued_mle": 20,
     "oracle_data": 1,
     "policy_init": 2,
     "discriminator_init": 3,

@@ -31,6 +31,7 @@ import torch
 from agents.bench.evaluate import EvalData, evaluate, temperature_sweep
 from agents.bench.presets import BenchConfig
 from agents.registry import AGENTS, AgentSpec, bench_agents
+from agents.runtime.seeding import seed_stream, step_seed
 
 Row = dict[str, Any]
 
@@ -170,7 +171,7 @@ def _load_policy(pretrained: Path, device: str) -> Any:
 
 def _eval_seed(seed: int) -> int:
     """Evaluation samples depend on the seed only: every variant of a seed sees the same draws."""
-    return 1_000_003 * (seed + 1)
+    return step_seed(seed_stream(seed, "bench.eval"), 0)
 
 
 def _atomic_json(obj: Any, path: Path) -> None:
@@ -323,7 +324,7 @@ class BenchRunner:
         )  # the agents' MLE settings
         optimizer = torch.optim.Adam(policy.parameters(), lr=mle.lr)
         optimizer.load_state_dict(load_checkpoint(pretrained, ["optimizer"])["optimizer"])
-        gen = torch.Generator().manual_seed(seed + 20)
+        gen = torch.Generator().manual_seed(seed_stream(seed, "bench.continued_mle"))
         ckpt = out_dir / "mle_bench_checkpoint.pt"
         step = 0
         if ckpt.exists():

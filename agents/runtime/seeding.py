@@ -31,6 +31,11 @@ SEED_STREAMS: Mapping[str, int] = {
     "eval": 7,  # of step_seed(seed, step): one stream per evaluation
     "sample": 10,
     "shuffle": 11,
+    # MLE pre-training (agents/mle.py): its NLL-oracle samples, of the MLE config's seed
+    "mle.eval": 1,
+    # textgan bench (agents/bench/runners.py)
+    "bench.eval": 1,  # of step_seed(., 0): every variant of a seed sees the same draws
+    "bench.continued_mle": 20,
     # MaskGAN (agents/maskgan.py, agents/maskgan_metrics.py)
     "maskgan.init": 2,
     "maskgan.batch": 10,
