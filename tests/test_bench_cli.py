@@ -118,3 +118,18 @@ def test_tiny_real_bench_end_to_end_and_rerun_is_free(
         assert cli.main(["--out", str(out), "--agents", "mle,reinforce", *TINY]) == 0
         after = json.loads(cell.read_text())["rows"]
         assert [r["nll_oracle"] for r in after] == [r["nll_oracle"] for r in before]
+
+
+def test_the_seqgan_oracle_preset_is_the_papers_generator_schedule(monkeypatch, tmp_path) -> None:
+    from agents.bench import presets
+
+    bench = preset("seqgan-oracle")
+    assert (bench.budget, bench.common["mle_epochs"], bench.common["n_real"]) == (200, 120, 10000)
+    assert bench.agent_overrides["reinforce"]["n_rollouts"] == 16 and bench.common["disc"] == "cnn"
+    assert "Shortened to fit" in bench.notes[0]  # every shortening is stated
+    monkeypatch.setattr(presets, "PUBLISHED_ORACLE", tmp_path / "missing.npz")
+    monkeypatch.setattr(cli, "PUBLISHED_ORACLE", tmp_path / "missing.npz")
+    with pytest.raises(cli.BenchArgumentError, match="needs the published oracle"):
+        cli.config_from_args(
+            cli.build_parser().parse_args(["--preset", "seqgan-oracle", "--out", str(tmp_path)])
+        )

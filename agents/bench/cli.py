@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from agents.bench.presets import ENVS, PRESETS, BenchConfig, preset
+from agents.bench.presets import ENVS, PRESETS, PUBLISHED_ORACLE, BenchConfig, preset
 from agents.registry import AGENTS
 
 ORACLE_METRICS = [
@@ -135,6 +135,11 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
             raise BenchArgumentError(f"--oracle {path} does not exist")
         cfg["common"]["oracle_path"] = str(path.resolve())
         cfg["common"].pop("vocab_size", None)  # taken from the file
+    if args.preset == "seqgan-oracle" and "oracle_path" not in cfg["common"]:
+        raise BenchArgumentError(
+            "preset seqgan-oracle needs the published oracle: pass --oracle PATH "
+            f"(default {PUBLISHED_ORACLE} is missing)"
+        )
     if args.env == "textgan/Corpus-v0":
         if not args.corpus:
             raise BenchArgumentError("textgan/Corpus-v0 needs --corpus FILE")
