@@ -3,9 +3,13 @@
 Why: the plain formulation (one ``nn.Conv1d`` per filter width, ``relu``, ``amax``) spends
 most of a training step in the backward pass of twelve narrow convolutions and in
 ``amax``'s tie-splitting backward over ``[B, maps, positions]`` tensors. Here each width is
-one GEMM over its unfolded windows (``[B * positions, width * E] x [width * E, maps]``), the
-pooling keeps its argmax, and the backward scatters the pooled gradient to those positions
-only and runs two GEMMs per width (benchmarks/discriminator_training.py measures it).
+one GEMM over its unfolded windows (``[B * positions, width * E] x [width * E, maps]``) and the
+pooling keeps its argmax (``max_pool1d`` with indices). After the pooling each (sequence, map)
+sends its gradient to one window, so the backward adds only those windows: through the C
+kernel of :mod:`textgan_envs.discriminators.native` on CPU (about a tenth of the dense
+flops at T=20), else (no compiler, GPU, other dtypes) by scattering the pooled gradient to
+its argmax positions and two GEMMs per width. ``benchmarks/discriminator_training.py``
+measures it against the plain loop.
 
 The function is the plain one: ``relu(max_t conv(x)) = max_t relu(conv(x))``, and where every
 position of a map is <= 0 both formulations pass no gradient (ReLU's derivative is 0 there).
@@ -17,6 +21,7 @@ The parameters are the ``nn.Conv1d`` modules' own, so state dicts and optimisers
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -54,7 +59,9 @@ def _width_scores(x: Tensor, width: int, filters: Tensor, bias: Tensor) -> tuple
     return scores.view(x.shape[0], -1, filters.shape[0]), rows
 
 
-def pooled_no_grad(x: Tensor, widths: Sequence[int], filters: Sequence[Tensor], biases: Sequence[Tensor]) -> Tensor:
+def pooled_no_grad(
+    x: Tensor, widths: Sequence[int], filters: Sequence[Tensor], biases: Sequence[Tensor]
+) -> Tensor:
     """Forward only (scoring): ``relu(max_t conv_w(x))`` for every width, ``[B, sum(maps)]``."""
     pooled = [
         _width_scores(x, w, f, b)[0].amax(dim=1)
@@ -72,51 +79,124 @@ def _fold_windows(grad_rows: Tensor, grad_x: Tensor, width: int) -> None:
         grad_x[:, tap : tap + positions] += per_tap[:, :, tap]
 
 
-class ConvBankMaxPool(torch.autograd.Function):
-    """``apply(x [B, T, E], widths, *filters, *biases) -> relu(max_t conv(x)) [B, sum(maps)]``.
+@lru_cache(maxsize=16)
+def _filter_table(
+    widths: tuple[int, ...], maps: tuple[int, ...], emb: int
+) -> tuple[Tensor, Tensor]:
+    """Per filter: its width and where its packed row starts (int64 ``[sum(maps)]`` each)."""
+    width = torch.tensor([w for w, n in zip(widths, maps, strict=True) for _ in range(n)])
+    offset = torch.zeros_like(width)
+    offset[1:] = (width * emb).cumsum(0)[:-1]
+    return width, offset
 
-    ``filters`` are :func:`flat_filters` ``[maps, width * E]``; ``T`` must be >= every width.
+
+def _pack(weights: tuple[Tensor, ...]) -> tuple[Tensor, list[Tensor]]:
+    """All ``Conv1d`` weights ``[maps, E, width]`` in one buffer, each as ``[maps, width * E]``."""
+    total = sum(w.numel() for w in weights)
+    packed = weights[0].new_empty(total)
+    views, start = [], 0
+    for weight in weights:
+        maps, emb, width = weight.shape
+        view = packed[start : start + weight.numel()].view(maps, width, emb)
+        view.copy_(weight.permute(0, 2, 1))
+        views.append(view.view(maps, width * emb))
+        start += weight.numel()
+    return packed, views
+
+
+def _unpack(packed: Tensor, shapes: list[torch.Size]) -> list[Tensor]:
+    """A packed buffer as one ``[maps, width * E]`` view per ``Conv1d`` weight shape ``[maps, E, width]``."""
+    views, start = [], 0
+    for maps, emb, width in shapes:
+        views.append(packed[start : start + maps * width * emb].view(maps, width * emb))
+        start += maps * width * emb
+    return views
+
+
+def _dense_backward(
+    x: Tensor,
+    widths: tuple[int, ...],
+    filters: list[Tensor],
+    grad: Tensor,
+    argmax: Tensor,
+    want_x: bool,
+) -> tuple[Tensor | None, Tensor]:
+    """The PyTorch backward: per width, the pooled gradient scattered to its argmax positions
+    and two GEMMs over all positions (any device, any float dtype)."""
+    grad_x = torch.zeros_like(x) if want_x else None
+    grad_filters, start = [], 0
+    for w, f in zip(widths, filters, strict=True):
+        maps = f.shape[0]
+        rows = windows(x, w)
+        g = grad[:, start : start + maps]
+        index = argmax[:, start : start + maps]
+        start += maps
+        dense = g.new_zeros(x.shape[0], rows.shape[0] // x.shape[0], maps)
+        dense.scatter_(1, index.unsqueeze(1), g.unsqueeze(1))
+        dense = dense.view(-1, maps)
+        grad_filters.append((dense.t() @ rows).reshape(-1))
+        if grad_x is not None:
+            _fold_windows(dense @ f, grad_x, w)
+    return grad_x, torch.cat(grad_filters)
+
+
+def _use_kernel(x: Tensor) -> bool:
+    if x.device.type != "cpu" or x.dtype != torch.float32:
+        return False
+    from textgan_envs.discriminators.native import native_conv_bank_available
+
+    return native_conv_bank_available()
+
+
+class ConvBankMaxPool(torch.autograd.Function):
+    """``apply(x [B, T, E], widths, *weights, *biases) -> relu(max_t conv(x)) [B, sum(maps)]``.
+
+    ``weights`` are the ``Conv1d`` weights ``[maps, E, width]``; ``T`` must be >= every width.
+    The backward sends each pooled gradient to its argmax window only: through the C kernel
+    of :mod:`textgan_envs.discriminators.native` on CPU where it builds, else two GEMMs per width.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, widths: tuple[int, ...], *params: Tensor) -> Tensor:  # type: ignore[override]
-        filters, biases = params[: len(widths)], params[len(widths) :]
-        maxima, argmax, rows = [], [], []
+        weights, biases = params[: len(widths)], params[len(widths) :]
+        packed, filters = _pack(weights)
+        maxima, argmax = [], []
         for w, f, b in zip(widths, filters, biases, strict=True):
-            scores, windows_w = _width_scores(x, w, f, b)
-            value, index = scores.max(dim=1)
-            maxima.append(value)
-            argmax.append(index)
-            rows.append(windows_w)
+            scores = _width_scores(x, w, f, b)[0]  # [B, positions, maps]
+            value, index = F.max_pool1d(
+                scores.transpose(1, 2), scores.shape[1], return_indices=True
+            )
+            maxima.append(value.squeeze(2))
+            argmax.append(index.squeeze(2))
         pooled = torch.cat(maxima, dim=1).clamp_min_(0.0)
         ctx.widths = widths
-        ctx.x_shape = x.shape
-        ctx.save_for_backward(pooled, *filters, *argmax, *rows)
+        ctx.shapes = [w.shape for w in weights]
+        ctx.save_for_backward(x, packed, pooled, torch.cat(argmax, dim=1))
         return pooled
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        widths, k = ctx.widths, len(ctx.widths)
-        pooled, *saved = ctx.saved_tensors
-        filters, argmax, rows = saved[:k], saved[k : 2 * k], saved[2 * k :]
-        grad = grad * (pooled > 0)  # ReLU: no gradient where the map's maximum is <= 0
-        grad_x = grad.new_zeros(ctx.x_shape)
-        grad_filters, grad_biases = [], []
-        start = 0
-        for w, f, index, windows_w in zip(widths, filters, argmax, rows, strict=True):
-            maps = f.shape[0]
-            g = grad[:, start : start + maps]
-            start += maps
-            positions = windows_w.shape[0] // grad.shape[0]
-            # The pooled gradient goes to each map's argmax position only.
-            dense = g.new_zeros(grad.shape[0], positions, maps)
-            dense.scatter_(1, index.unsqueeze(1), g.unsqueeze(1))
-            dense = dense.view(-1, maps)
-            grad_filters.append(dense.t() @ windows_w)
-            grad_biases.append(g.sum(0))
-            if ctx.needs_input_grad[0]:
-                _fold_windows(dense @ f, grad_x, w)
-        return (grad_x if ctx.needs_input_grad[0] else None, None, *grad_filters, *grad_biases)
+        x, packed, pooled, argmax = ctx.saved_tensors
+        widths, want_x = ctx.widths, ctx.needs_input_grad[0]
+        grad = (grad * (pooled > 0)).contiguous()  # ReLU: none where a map's maximum is <= 0
+        shapes = ctx.shapes
+        maps = tuple(shape[0] for shape in shapes)
+        if _use_kernel(x):
+            from textgan_envs.discriminators.native import conv_bank_backward
+
+            width, offset = _filter_table(widths, maps, x.shape[2])
+            grad_x, grad_packed = conv_bank_backward(
+                x, width, offset, packed, grad, argmax.contiguous(), want_x
+            )
+        else:
+            filters = _unpack(packed, shapes)
+            grad_x, grad_packed = _dense_backward(x, widths, filters, grad, argmax, want_x)
+        grad_weights = [  # [maps, width * E] -> the Conv1d layout [maps, E, width]
+            g.view(s[0], s[2], s[1]).permute(0, 2, 1)
+            for g, s in zip(_unpack(grad_packed, shapes), shapes, strict=True)
+        ]
+        grad_biases = grad.sum(0).split(maps)
+        return (grad_x, None, *grad_weights, *grad_biases)
 
 
 def conv_bank_max_pool(x: Tensor, convs: Sequence[nn.Conv1d]) -> Tensor:
@@ -128,15 +208,14 @@ def conv_bank_max_pool(x: Tensor, convs: Sequence[nn.Conv1d]) -> Tensor:
     """
     widths = tuple(int(c.kernel_size[0]) for c in convs)
     x = pad_to_widest(x, max(widths))
-    filters = [flat_filters(c) for c in convs]
     biases = [c.bias for c in convs]
     if not torch.is_grad_enabled() or not (
         x.requires_grad or any(p.requires_grad for c in convs for p in c.parameters())
     ):
-        return pooled_no_grad(x, widths, filters, biases)
+        return pooled_no_grad(x, widths, [flat_filters(c) for c in convs], biases)
     if torch.is_autocast_enabled(x.device.type):
         return plain_conv_bank_max_pool(x, convs)
-    return ConvBankMaxPool.apply(x, widths, *filters, *biases)
+    return ConvBankMaxPool.apply(x, widths, *(c.weight for c in convs), *biases)
 
 
 def plain_conv_bank_max_pool(x: Tensor, convs: Sequence[nn.Conv1d]) -> Tensor:

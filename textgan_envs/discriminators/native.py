@@ -1,0 +1,162 @@
+"""The conv bank's backward pass through a small C kernel (``csrc/conv_bank.c``), built on first use.
+
+Why: after max-over-time pooling each (sequence, filter) sends its gradient to one window,
+so the dense GEMMs of the backward multiply mostly zeros. The kernel adds only the nonzero
+windows (about a tenth of the dense flops at SeqGAN's sizes, T=20) on PyTorch's OpenMP
+threads. It is compiled like the sampling kernel (:mod:`textgan_envs.native_sampling`: the
+system C compiler, ``-march=native`` where it works, else the compiler's baseline target,
+cached per source, flags, compiler and CPU). Where nothing builds, a warning says why and the
+conv bank keeps its PyTorch backward (same numbers to float32 rounding).
+``TEXTGAN_NATIVE_CONV_BANK=0`` selects the PyTorch backward on purpose.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import subprocess
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from textgan_envs.native_sampling import _cache_dir, _compiler, _cpu_signature, _flag_sets
+
+SOURCE = Path(__file__).with_name("csrc") / "conv_bank.c"
+_COMMON_FLAGS = ["-O3", "-std=gnu11", "-shared", "-fPIC"]
+_ERRORS = {
+    -1: "a filter wider than the sequence",
+    -2: "an argmax past the end",
+    -3: "out of memory",
+}
+
+_lock = threading.Lock()
+_state: dict[str, object] = {}  # "library": CDLL or None, "flags", "failure"
+
+
+def _build_key(compiler: str, flags: list[str]) -> str:
+    """Names a build by everything it depends on: source, flags, compiler and CPU."""
+    try:
+        version = subprocess.run(
+            [compiler, "--version"], capture_output=True, text=True, timeout=60
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        version = compiler
+    key = hashlib.sha256(SOURCE.read_bytes())
+    for part in (" ".join(flags), version, _cpu_signature()):
+        key.update(part.encode())
+    return key.hexdigest()[:16]
+
+
+def _build(compiler: str, flags: list[str], target: Path) -> None:
+    """Compile to ``target`` atomically; ``RuntimeError`` with the compiler's words."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(dir=target.parent, suffix=".so.partial")
+    os.close(handle)
+    command = [compiler, *_COMMON_FLAGS, *flags, str(SOURCE), "-o", partial]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.strip()[-400:]}")
+        os.replace(partial, target)
+    except (OSError, subprocess.SubprocessError) as error:
+        raise RuntimeError(f"{' '.join(command)} failed: {error}") from error
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+
+
+def _bind(library: ctypes.CDLL) -> ctypes.CDLL:
+    pointer, int64, int32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32
+    fn = library.textgan_conv_bank_backward
+    fn.argtypes = [pointer, int64, int64, int64, int64, pointer, pointer, pointer]
+    fn.argtypes += [pointer, pointer, pointer, pointer, int32, int32]
+    fn.restype = int64
+    return library
+
+
+def _open(compiler: str, flags: list[str]) -> ctypes.CDLL:
+    """The cached build for ``flags``, built first if missing or unloadable."""
+    target = _cache_dir() / f"conv_bank-{_build_key(compiler, flags)}.so"
+    if target.is_file():
+        try:
+            return _bind(ctypes.CDLL(str(target)))
+        except (OSError, AttributeError):  # truncated or foreign file: build it again
+            target.unlink(missing_ok=True)
+    _build(compiler, flags, target)
+    return _bind(ctypes.CDLL(str(target)))
+
+
+def _load() -> ctypes.CDLL | None:
+    """Build (or find) and load the kernel once per process; remember why if that fails."""
+    with _lock:
+        if "library" in _state:
+            return _state["library"]  # type: ignore[return-value]
+        compiler, errors = _compiler(), []
+        if compiler is None:
+            errors.append(f"no C compiler found (looked for {os.environ.get('CC', 'cc')!r})")
+        else:
+            for flags in _flag_sets("native"):
+                try:
+                    _state["library"], _state["flags"] = _open(compiler, flags), flags
+                    return _state["library"]  # type: ignore[return-value]
+                except (OSError, AttributeError, RuntimeError) as error:
+                    errors.append(str(error))
+        _state["library"], _state["failure"] = None, "; ".join(errors)
+        warnings.warn(
+            "textgan's C conv-bank kernel is unavailable, so training SeqGAN's CNN uses the "
+            f"slower PyTorch backward ({_state['failure']}). Set TEXTGAN_NATIVE_CONV_BANK=0 "
+            "to silence this.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
+
+
+def native_conv_bank_available() -> bool:
+    """Whether the conv bank's CPU backward goes through the C kernel (building it on first call)."""
+    setting = os.environ.get("TEXTGAN_NATIVE_CONV_BANK", "1")
+    if setting not in ("0", "1"):
+        raise ValueError(f"TEXTGAN_NATIVE_CONV_BANK must be 0 or 1, got {setting!r}")
+    return setting == "1" and _load() is not None
+
+
+def build_flags() -> list[str] | None:
+    """The compiler flags of the loaded build (``None`` where it did not build)."""
+    return _state.get("flags") if _load() is not None else None  # type: ignore[return-value]
+
+
+def conv_bank_backward(
+    x: Tensor,
+    widths: Tensor,
+    offsets: Tensor,
+    filters: Tensor,
+    grad: Tensor,
+    argmax: Tensor,
+    want_grad_x: bool,
+) -> tuple[Tensor | None, Tensor]:
+    """``(grad_x [B, T, E] or None, grad_filters)`` from the pooled gradient (see the C source).
+
+    ``x`` float32 ``[B, T, E]``, ``widths``/``offsets`` int64 ``[F]``, ``filters`` packed
+    float32, ``grad`` float32 ``[B, F]`` (0 where ReLU passed none), ``argmax`` int64 ``[B, F]``;
+    all contiguous CPU tensors.
+    """
+    library = _load()
+    if library is None:
+        raise RuntimeError(f"the conv-bank kernel did not build: {_state.get('failure')}")
+    batch, length, emb = x.shape
+    grad_x = torch.empty_like(x) if want_grad_x else None
+    grad_filters = torch.empty_like(filters)
+    code = library.textgan_conv_bank_backward(
+        x.data_ptr(), batch, length, emb, widths.numel(), widths.data_ptr(), offsets.data_ptr(),
+        filters.data_ptr(), grad.data_ptr(), argmax.data_ptr(),
+        grad_x.data_ptr() if grad_x is not None else None, grad_filters.data_ptr(),
+        int(want_grad_x), torch.get_num_threads(),
+    )  # fmt: skip
+    if code != 0:
+        raise ValueError(f"conv-bank kernel refused its input: {_ERRORS.get(code, code)}")
+    return grad_x, grad_filters
