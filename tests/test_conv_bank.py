@@ -7,6 +7,8 @@ equal to and longer than the widest filter.
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,6 +19,18 @@ from textgan_envs.discriminators.conv_bank import (
     conv_bank_max_pool,
     plain_conv_bank_max_pool,
 )
+from textgan_envs.discriminators.native import native_conv_bank_available
+
+BACKWARDS = ["kernel", "pytorch"]
+
+
+@pytest.fixture(params=BACKWARDS)
+def backward(request, monkeypatch) -> str:
+    """Run a test with the C kernel's backward and with the PyTorch fallback."""
+    monkeypatch.setenv("TEXTGAN_NATIVE_CONV_BANK", "1" if request.param == "kernel" else "0")
+    if request.param == "kernel" and not native_conv_bank_available():
+        pytest.skip("the conv-bank kernel did not build here")
+    return request.param
 
 
 def _logits_and_grads(disc, tokens, labels, fused: bool):
@@ -29,7 +43,9 @@ def _logits_and_grads(disc, tokens, labels, fused: bool):
 
 
 @pytest.mark.parametrize("seq_len", [7, 20, 26])
-def test_fused_logits_and_gradients_equal_plain_at_seqgan_sizes(seq_len: int) -> None:
+def test_fused_logits_and_gradients_equal_plain_at_seqgan_sizes(
+    seq_len: int, backward: str
+) -> None:
     disc = build_discriminator("cnn", vocab_size=60, seq_len=seq_len, seed=3).eval()
     gen = torch.Generator().manual_seed(4)
     tokens = torch.randint(0, 60, (24, seq_len), generator=gen)
@@ -46,11 +62,12 @@ def test_fused_logits_and_gradients_equal_plain_at_seqgan_sizes(seq_len: int) ->
         assert grad.abs().sum() > 0, name  # every parameter takes part
 
 
-def test_bank_gradient_matches_plain_for_random_output_gradients() -> None:
+@pytest.mark.parametrize("emb", [8, 37])  # 37: no multiple of any vector width
+def test_bank_gradient_matches_plain_for_random_output_gradients(emb: int, backward: str) -> None:
     """The op alone: pooled features and input/weight/bias gradients for an arbitrary upstream."""
     torch.manual_seed(0)
-    convs = torch.nn.ModuleList(torch.nn.Conv1d(8, n, w) for w, n in ((1, 5), (3, 7), (6, 4)))
-    x = torch.randn(5, 9, 8, requires_grad=True)
+    convs = torch.nn.ModuleList(torch.nn.Conv1d(emb, n, w) for w, n in ((1, 5), (3, 7), (6, 4)))
+    x = torch.randn(5, 9, emb, requires_grad=True)
     upstream = torch.randn(5, 16)
     results = []
     for bank in (plain_conv_bank_max_pool, conv_bank_max_pool):
@@ -66,7 +83,7 @@ def test_bank_gradient_matches_plain_for_random_output_gradients() -> None:
         torch.testing.assert_close(a, b)
 
 
-def test_maps_that_never_fire_pass_no_gradient() -> None:
+def test_maps_that_never_fire_pass_no_gradient(backward: str) -> None:
     """A map whose every position is <= 0 outputs 0 and gets no gradient, as with ReLU + amax."""
     conv = torch.nn.Conv1d(4, 3, 2)
     with torch.no_grad():
@@ -114,3 +131,26 @@ def test_the_op_is_used_for_training() -> None:
             names.add(type(node).__name__)
             stack.extend(fn for fn, _ in node.next_functions)
     assert f"{ConvBankMaxPool.__name__}Backward" in names
+
+
+def test_filters_alone_get_gradients_when_the_input_needs_none(backward: str) -> None:
+    """Frozen embeddings: the filters still learn, and no input gradient is computed."""
+    disc = build_discriminator("cnn", vocab_size=30, seq_len=9, seed=0)
+    disc.embedding.weight.requires_grad_(False)
+    disc(torch.randint(0, 30, (4, 9))).sum().backward()
+    assert disc.embedding.weight.grad is None
+    assert all(c.weight.grad is not None and c.weight.grad.abs().sum() > 0 for c in disc.convs)
+
+
+def test_the_kernel_builds_where_a_compiler_exists(monkeypatch) -> None:
+    """A machine with a C compiler trains on the kernel (a silent fallback would be slower)."""
+    monkeypatch.setenv("TEXTGAN_NATIVE_CONV_BANK", "1")
+    if shutil.which("cc") is None:
+        pytest.skip("no C compiler")
+    assert native_conv_bank_available()
+
+
+def test_bad_setting_is_refused(monkeypatch) -> None:
+    monkeypatch.setenv("TEXTGAN_NATIVE_CONV_BANK", "yes")
+    with pytest.raises(ValueError, match="TEXTGAN_NATIVE_CONV_BANK"):
+        native_conv_bank_available()

@@ -180,12 +180,16 @@ def _plain_adam_steps(disc, x: torch.Tensor, y: torch.Tensor, order: torch.Tenso
         opt.step()
 
 
-def test_training_steps_equal_plain_adam_with_output_l2() -> None:
-    """Two steps of train_discriminator (fused convs, fused Adam) land on the plain loop's weights."""
+def test_a_training_step_equals_plain_adam_with_output_l2() -> None:
+    """One step of train_discriminator (fused convs, fused Adam) lands on the plain loop's weights."""
     ours = build_discriminator("cnn", vocab_size=50, seq_len=20, seed=0)  # SeqGAN's sizes
     plain = build_discriminator("cnn", vocab_size=50, seq_len=20, seed=0)
     plain.fused_convs = False
-    real, fake = torch.randint(0, 25, (64, 20)), torch.randint(25, 50, (64, 20))
+    gen = torch.Generator().manual_seed(5)
+    real, fake = (
+        torch.randint(0, 25, (32, 20), generator=gen),
+        torch.randint(25, 50, (32, 20), generator=gen),
+    )
     torch.manual_seed(7)  # dropout masks: the same draws in both runs
     train_discriminator(
         ours,
@@ -195,18 +199,23 @@ def test_training_steps_equal_plain_adam_with_output_l2() -> None:
         batch_size=64,
         generator=torch.Generator().manual_seed(3),
     )
-    order = torch.randperm(128, generator=torch.Generator().manual_seed(3))
+    order = torch.randperm(64, generator=torch.Generator().manual_seed(3))
     torch.manual_seed(7)
-    _plain_adam_steps(plain, torch.cat([real, fake]), torch.cat([torch.ones(64), torch.zeros(64)]), order, 64)
+    _plain_adam_steps(
+        plain, torch.cat([real, fake]), torch.cat([torch.ones(32), torch.zeros(32)]), order, 64
+    )
     start = build_discriminator("cnn", vocab_size=50, seq_len=20, seed=0).state_dict()
-    for name, value in plain.state_dict().items():
-        assert (value - start[name]).abs().max() > 0, name
-        gap = (ours.state_dict()[name] - value).abs()
-        # Adam divides by sqrt(v): where a gradient is ~1e-8 (near eps), float32 rounding in
-        # either formulation moves that element's step visibly. A handful of the 7M elements do
-        # that; a wrong gradient would move whole tensors by up to 2 steps (2 * lr = 2e-4).
-        assert gap.max() < 4e-5, (name, gap.max())
-        assert (gap > 2e-6).float().mean() < 1e-5, (name, int((gap > 2e-6).sum()))
+    compared = total = 0
+    for name, param in plain.named_parameters():
+        mine, step = ours.state_dict()[name], param.detach() - start[name]
+        assert step.abs().max() > 0, name
+        # Adam's first step is lr * g / (|g| + eps): where |g| is within ~100 eps of 0 (sums that
+        # cancel), float32 rounding in either formulation moves it visibly. Elsewhere it is exact.
+        clear = param.grad.abs() > 1e-6
+        torch.testing.assert_close(mine[clear], param.detach()[clear], rtol=0, atol=1e-7, msg=name)
+        assert (mine - param.detach()).abs().max() <= 2e-4, name  # never more than lr apart
+        compared, total = compared + int(clear.sum()), total + param.numel()
+    assert compared > 0.85 * total
 
 
 def test_fused_adam_survives_loading_a_plain_adam_state() -> None:
@@ -258,11 +267,10 @@ def test_a_broken_conv_bank_backward_misses_the_learning_margin(monkeypatch) -> 
     from textgan_envs.discriminators.conv_bank import ConvBankMaxPool
 
     def no_gradient(ctx, grad):
-        k = len(ctx.widths)
-        filters = ctx.saved_tensors[1 : 1 + k]
-        zeros = [torch.zeros_like(f) for f in filters]
-        biases = [torch.zeros(f.shape[0]) for f in filters]
-        return (grad.new_zeros(ctx.x_shape), None, *zeros, *biases)
+        x = ctx.saved_tensors[0]
+        weights = [grad.new_zeros(shape) for shape in ctx.shapes]
+        biases = [grad.new_zeros(shape[0]) for shape in ctx.shapes]
+        return (torch.zeros_like(x), None, *weights, *biases)
 
     monkeypatch.setattr(ConvBankMaxPool, "backward", staticmethod(no_gradient))
     before, after = _accuracy_training_only_the_conv_bank()
