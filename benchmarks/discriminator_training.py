@@ -1,0 +1,233 @@
+"""Training SeqGAN's CNN discriminator: ``train_discriminator`` vs a plain PyTorch loop, side by side.
+
+Same data (``--sequences`` random sequences, half "real", half "fake", V=5,000, T=20), same
+initial weights, batch 64, one process, ``--threads`` threads. The plain loop is what one
+writes from the paper: one ``nn.Conv1d`` per filter width, ReLU, ``amax`` over time, highway,
+dropout, ``torch.optim.Adam`` with its defaults (lr 1e-4) and the output layer's L2 in the loss.
+Ours is ``train_discriminator(disc, make_discriminator_optimizer(disc), ...)``.
+
+Printed: the epoch time of both (after a warm-up, ``--repeats`` rounds run round-robin,
+median), the per-part profile of a step (forward with loss, backward, optimiser step;
+median over ``--profile-steps`` steps), and the achieved FLOP rate as a fraction of this
+run's own fp32 GEMM rate (a 2048^3 matmul), with the CPU line.
+
+    .venv/bin/python benchmarks/discriminator_training.py [--threads 2] [--repeats 3] [--sequences 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from textgan_envs.allocator import retain_freed_memory
+from textgan_envs.discriminators import (
+    build_discriminator,
+    make_discriminator_optimizer,
+    train_discriminator,
+)
+from textgan_envs.discriminators.cnn import SEQGAN_FILTER_SIZES, SEQGAN_NUM_FILTERS
+from textgan_envs.native_sampling import cpu_summary
+
+V, T, EMB, BATCH = 5000, 20, 64, 64
+
+
+class PlainCNN(nn.Module):
+    """SeqGAN's CNN written plainly; its state dict has the same keys as ``CNNDiscriminator``'s."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        total = sum(SEQGAN_NUM_FILTERS)
+        self.embedding = nn.Embedding(V, EMB)
+        self.convs = nn.ModuleList(
+            nn.Conv1d(EMB, n, w)
+            for w, n in zip(SEQGAN_FILTER_SIZES, SEQGAN_NUM_FILTERS, strict=True)
+        )
+        self.highway = nn.ModuleDict(
+            {"transform": nn.Linear(total, total), "gate": nn.Linear(total, total)}
+        )
+        self.dropout = nn.Dropout(0.25)
+        self.output = nn.Linear(total, 1)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        x = self.embedding(tokens).transpose(1, 2)
+        x = torch.cat([F.relu(conv(x)).amax(dim=2) for conv in self.convs], dim=1)
+        t = torch.sigmoid(self.highway["gate"](x))
+        x = t * F.relu(self.highway["transform"](x)) + (1 - t) * x
+        return self.output(self.dropout(x)).squeeze(1)
+
+    def loss(self, tokens: Tensor, labels: Tensor) -> Tensor:
+        l2 = 0.5 * (self.output.weight.pow(2).sum() + self.output.bias.pow(2).sum())
+        return F.binary_cross_entropy_with_logits(self(tokens), labels) + 0.2 * l2
+
+
+def plain_epoch(
+    model: PlainCNN, opt: torch.optim.Optimizer, x: Tensor, y: Tensor, gen: torch.Generator
+) -> None:
+    """One shuffled epoch of the plain loop, batch 64."""
+    model.train()
+    order = torch.randperm(len(x), generator=gen)
+    for start in range(0, len(x), BATCH):
+        idx = order[start : start + BATCH]
+        loss = model.loss(x[idx], y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+
+def model_flops_per_sequence() -> float:
+    """Multiply-adds x 2 of one forward: the convolutions at their valid positions and the highway."""
+    conv = sum(
+        (T - w + 1) * w * EMB * n
+        for w, n in zip(SEQGAN_FILTER_SIZES, SEQGAN_NUM_FILTERS, strict=True)
+    )
+    total = sum(SEQGAN_NUM_FILTERS)
+    return 2.0 * (conv + 2 * total * total + total)
+
+
+def gemm_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """This run's fp32 GEMM rate (median of ``repeats`` ``n^3`` matmuls)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    runs = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        runs.append(time.perf_counter() - start)
+    return 2 * n**3 / statistics.median(runs) / 1e9
+
+
+def part_profile(
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    opt: torch.optim.Optimizer,
+    x: Tensor,
+    y: Tensor,
+    steps: int,
+) -> dict[str, float]:
+    """Median seconds of forward (with loss), backward and optimiser step over ``steps`` batches."""
+    parts: dict[str, list[float]] = {"forward": [], "backward": [], "optimiser": []}
+    for i in range(steps + 2):  # the first two: warm-up
+        rows = slice((i * BATCH) % (len(x) - BATCH), (i * BATCH) % (len(x) - BATCH) + BATCH)
+        t0 = time.perf_counter()
+        loss = loss_fn(x[rows], y[rows])
+        t1 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        t2 = time.perf_counter()
+        opt.step()
+        t3 = time.perf_counter()
+        if i >= 2:
+            for name, secs in zip(parts, (t1 - t0, t2 - t1, t3 - t2), strict=True):
+                parts[name].append(secs)
+    return {name: statistics.median(v) for name, v in parts.items()}
+
+
+def check_same_function(ours: nn.Module, plain: PlainCNN, x: Tensor) -> float:
+    """Largest logit gap of the two models (same weights, eval mode) on ``x``."""
+    ours.eval(), plain.eval()
+    with torch.no_grad():
+        return float((ours(x) - plain(x)).abs().max())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sequences", type=int, default=20000, help="rows per epoch (half real)")
+    parser.add_argument("--profile-steps", type=int, default=20)
+    args = parser.parse_args()
+    retain_freed_memory()
+    torch.set_num_threads(args.threads)
+    data = torch.Generator().manual_seed(0)
+    half = args.sequences // 2
+    real = torch.randint(0, V // 2, (half, T), generator=data)
+    fake = torch.randint(V // 2, V, (half, T), generator=data)
+    x, y = torch.cat([real, fake]), torch.cat([torch.ones(half), torch.zeros(half)])
+
+    ours = build_discriminator("cnn", V, T, seed=0)
+    plain = PlainCNN()
+    plain.load_state_dict(ours.state_dict())
+    gap = check_same_function(ours, plain, x[:256])
+    ours_opt = make_discriminator_optimizer(ours)
+    plain_opt = torch.optim.Adam(plain.parameters(), lr=1e-4)
+    gemm_before = gemm_gflops()
+
+    shuffle_ours, shuffle_plain = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    variants: dict[str, Callable[[], object]] = {
+        "plain loop": lambda: plain_epoch(plain, plain_opt, x, y, shuffle_plain),
+        "train_discriminator": lambda: train_discriminator(
+            ours, ours_opt, real, fake, epochs=1, batch_size=BATCH, generator=shuffle_ours
+        ),
+    }
+    warm = slice(0, 8 * BATCH)
+    plain_epoch(plain, plain_opt, x[warm], y[warm], shuffle_plain)
+    train_discriminator(ours, ours_opt, real[:256], fake[:256], batch_size=BATCH)
+    runs: dict[str, list[float]] = {name: [] for name in variants}
+    for round_ in range(args.repeats):
+        names = list(variants) if round_ % 2 == 0 else list(reversed(variants))
+        for name in names:
+            start = time.perf_counter()
+            variants[name]()
+            runs[name].append(time.perf_counter() - start)
+
+    ours.train()
+    profiles = {
+        "plain loop": part_profile(plain.loss, plain_opt, x, y, args.profile_steps),
+        "train_discriminator": part_profile(
+            lambda tokens, labels: (
+                F.binary_cross_entropy_with_logits(ours(tokens), labels) + ours.regularization()
+            ),
+            ours_opt,
+            x,
+            y,
+            args.profile_steps,
+        ),
+    }
+    gemm = (gemm_before + gemm_gflops()) / 2
+    report(args, runs, profiles, gemm, gap)
+
+
+def report(
+    args: argparse.Namespace,
+    runs: dict[str, list[float]],
+    profiles: dict[str, dict[str, float]],
+    gemm: float,
+    gap: float,
+) -> None:
+    """The Markdown tables."""
+    steps = -(-args.sequences // BATCH)
+    flops = 3 * model_flops_per_sequence() * BATCH  # forward + backward (input and weight grads)
+    base = statistics.median(runs["plain loop"])
+    print(f"CPU: {cpu_summary()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"{args.sequences} sequences per epoch (T={T}, V={V}, batch {BATCH}, {steps} steps), "
+        f"median of {args.repeats} rounds; fp32 GEMM (2048^3) {gemm:.0f} GFLOP/s; "
+        f"start logits gap {gap:.1e}\n"
+    )
+    print("| variant | epoch s (median) | every run, s | ms/step | vs plain |")
+    print("|---|---:|---|---:|---:|")
+    for name, secs in runs.items():
+        med = statistics.median(secs)
+        every = ", ".join(f"{s:.2f}" for s in secs)
+        print(f"| {name} | {med:.2f} | {every} | {1e3 * med / steps:.1f} | {base / med:.2f}x |")
+    print(
+        "\n| variant | forward ms | backward ms | optimiser ms | step ms | fwd+bwd GFLOP/s (% of GEMM) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, p in profiles.items():
+        compute = p["forward"] + p["backward"]
+        rate = flops / compute / 1e9
+        print(
+            f"| {name} | {1e3 * p['forward']:.1f} | {1e3 * p['backward']:.1f} | "
+            f"{1e3 * p['optimiser']:.1f} | {1e3 * sum(p.values()):.1f} | "
+            f"{rate:.0f} ({100 * rate / gemm:.0f}%) |"
+        )
+
+
+if __name__ == "__main__":
+    main()
