@@ -22,6 +22,7 @@ from agents.runtime.checkpoint import CheckpointError, atomic_save, load_checkpo
 from agents.runtime.config import (
     ConfigError,
     build_config,
+    check_field_types,
     config_to_dict,
     load_config,
     parse_override,
@@ -99,6 +100,7 @@ __all__ = [
     "barrier",
     "broadcast_object",
     "build_config",
+    "check_field_types",
     "check_finite",
     "config_to_dict",
     "current_context",

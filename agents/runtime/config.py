@@ -187,6 +187,24 @@ def load_config(
     return build_config(cls, values, overrides)
 
 
+def check_field_types(cfg: Any) -> None:
+    """Refuse a dataclass instance whose values do not match their annotations (as :func:`build_config` does).
+
+    For configs built directly (``BEGANConfig(steps=2.5)``) rather than through the loader:
+    ``2.5`` or ``True`` for an ``int``, a string for a number, ... raise :class:`ConfigError`
+    naming ``Class.field`` and the value. Only types are checked, no ranges.
+    """
+    cls = type(cfg)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        try:
+            _coerce(f.name, value, hints[f.name])
+        except ConfigError as exc:
+            reason = str(exc).split(": ", 1)[-1]
+            raise ConfigError(f"{cls.__name__}.{f.name}={value!r}: {reason}") from None
+
+
 def config_to_dict(cfg: Any) -> dict[str, Any]:
     """A JSON-ready dict of a dataclass config (tuples become lists)."""
     return json.loads(json.dumps(dataclasses.asdict(cfg)))

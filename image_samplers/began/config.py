@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from agents.runtime import ConfigError
+from agents.runtime import ConfigError, check_field_types
 
 INITS = ("xavier", "default")
 
@@ -73,6 +73,7 @@ class BEGANConfig:
         def bad(name: str, why: str) -> ConfigError:
             return ConfigError(f"BEGANConfig.{name}={getattr(self, name)!r}: {why}")
 
+        check_field_types(self)  # 2.5 steps or True filters are refused like other bad values
         size = self.image_size
         if not isinstance(size, int) or size < 8 or size & (size - 1):
             raise bad("image_size", "must be a power of two >= 8")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from agents.runtime import ConfigError
+from agents.runtime import ConfigError, check_field_types
 
 #: Fields that fix network shapes: a checkpoint whose values differ cannot be loaded.
 SHAPE_FIELDS = ("image_size", "num_classes", "code_dim", "width", "dae_hidden")
@@ -77,6 +77,7 @@ class PPGNConfig:
     """Seed for the split, initialisation and minibatch order."""
 
     def __post_init__(self) -> None:
+        check_field_types(self)  # 2.5 epochs or True filters are refused like other bad values
         if self.image_size % 4 != 0 or self.image_size < 8:
             raise ConfigError(f"image_size must be a multiple of 4 and >= 8, got {self.image_size}")
         for name in ("code_dim", "width", "dae_hidden", "batch_size", "num_classes"):

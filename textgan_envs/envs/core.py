@@ -25,8 +25,10 @@ from gymnasium import spaces
 from torch import Tensor, nn
 
 from textgan_envs.device import resolve_device
-from textgan_envs.discriminators import Discriminator, build_discriminator, eval_logits
+from textgan_envs.discriminators import Discriminator, build_discriminator
 from textgan_envs.discriminators.training import discriminator_device
+from textgan_envs.envs.arguments import check_int
+from textgan_envs.envs.disc_output import check_sequence_logits
 from textgan_envs.rewards import get_reward_fn
 
 if TYPE_CHECKING:
@@ -73,14 +75,9 @@ class TextGenerationCore:
         discriminator_seed: int | None = 0,
         device: str | torch.device = "cpu",
     ) -> None:
-        for name, value, low in (
-            ("num_envs", num_envs, 1),
-            ("vocab_size", vocab_size, 1),
-            ("seq_len", seq_len, 1),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        self.num_envs, self.vocab_size, self.seq_len = int(num_envs), int(vocab_size), int(seq_len)
+        self.num_envs = check_int("num_envs", num_envs, 1)
+        self.vocab_size = check_int("vocab_size", vocab_size, 1)
+        self.seq_len = check_int("seq_len", seq_len, 1)
         self.reward_mode = reward_mode
         self.reward_fn = get_reward_fn(reward_mode)
         self.device = resolve_device(device)
@@ -134,9 +131,14 @@ class TextGenerationCore:
         return disc
 
     def logits(self, sequences: Tensor) -> Tensor:
-        """Discriminator logits ``[k]`` (eval mode, no grad) for complete sequences ``[k, T]``."""
-        d_dev = discriminator_device(self.discriminator, self.device)
-        return eval_logits(self.discriminator, sequences.to(d_dev)).to(self.device)
+        """Discriminator logits ``[k]`` (eval mode, no grad) for complete sequences ``[k, T]``.
+
+        What the discriminator returns is checked (:mod:`textgan_envs.envs.disc_output`): a
+        float tensor ``[k]`` of finite values, else ``DiscriminatorOutputError`` naming it.
+        """
+        disc = self.discriminator
+        out = _call_in_eval_mode(disc, sequences.to(discriminator_device(disc, self.device)))
+        return check_sequence_logits(out, disc, sequences.shape[0]).to(self.device)
 
     def score(self, sequences: Tensor) -> Tensor:
         """The reward of complete sequences ``[k, T]``: ``reward_fn(logits)``."""
@@ -190,6 +192,19 @@ class TextGenerationCore:
         logits = self.logits(sequences)
         rewards[finished] = self.reward_fn(logits).float()
         return CoreStep(rewards, terminated, finished, sequences, logits)
+
+
+@torch.no_grad()
+def _call_in_eval_mode(disc: Discriminator, tokens: Tensor) -> Any:
+    """``disc(tokens)`` in eval mode (a module's mode is restored after), unchecked."""
+    was_training = isinstance(disc, nn.Module) and disc.training
+    if was_training:
+        disc.eval()
+    try:
+        return disc(tokens)
+    finally:
+        if was_training:
+            disc.train()
 
 
 def validate_actions(actions: Any, num_envs: int, vocab_size: int, device: torch.device) -> Tensor:

@@ -50,9 +50,11 @@ from textgan_envs.discriminators import DISCRIMINATOR_KINDS
 from textgan_envs.discriminators.maskgan import (
     MaskGANDiscriminator,
     check_compatible,
-    per_token_rewards,
+    rewards_from_logits,
 )
+from textgan_envs.envs.arguments import check_int
 from textgan_envs.envs.core import EpisodeBoundSpec, check_max_episode_steps, check_render_mode
+from textgan_envs.envs.disc_output import check_finite_values, check_token_logits
 from textgan_envs.masking import MASK_KINDS, apply_mask, check_present_rate, make_mask
 from textgan_envs.rewards import RewardFn, get_reward_fn
 from textgan_envs.sampling import sample_sequences
@@ -88,6 +90,10 @@ class RealSource:
         seq_len: int | None = None,
         max_sentences: int | None = None,
     ) -> None:
+        if seq_len is not None:
+            seq_len = check_int("seq_len", seq_len, 2, ENV_ID)
+        if max_sentences is not None:
+            max_sentences = check_int("max_sentences", max_sentences, 1, ENV_ID)
         given = [
             name
             for name, v in (("corpus", corpus), ("data", data), ("oracle", oracle))
@@ -197,12 +203,18 @@ class _Episodes:
         discriminator: MaskGANDiscriminator,
         reward_fn: RewardFn,
     ) -> Tensor:
-        """Write ``actions`` at the rows' current positions; return their rewards and advance them."""
+        """Write ``actions`` at the rows' current positions; return their rewards and advance them.
+
+        The discriminator's output is checked (:mod:`textgan_envs.envs.disc_output`): a pair
+        whose logits are a float tensor ``[k, T]``, finite at the positions being rewarded.
+        """
         pos = self.pos[rows]
         self.filled[rows, pos] = actions
-        rewards = per_token_rewards(
-            discriminator, self.masked[rows], self.filled[rows], self.present[rows], reward_fn
-        )
+        with torch.no_grad():
+            out = discriminator(self.masked[rows], self.filled[rows])
+        logits = check_token_logits(out, discriminator, int(rows.numel()), self.seq_len)
+        check_finite_values(logits.gather(1, pos.unsqueeze(1)).squeeze(1), discriminator)
+        rewards = rewards_from_logits(logits, self.present[rows], reward_fn)  # as per_token_rewards
         reward = rewards.gather(1, pos.unsqueeze(1)).squeeze(1)
         self._advance(rows, pos)
         return reward
@@ -498,9 +510,7 @@ class FillInTheBlankVectorEnv(EpisodeBoundSpec, _FillInBlankBase, VectorEnv):
         corpus: str | os.PathLike[str] | None = None,
         max_episode_steps: int | None = None,
     ) -> None:
-        if int(num_envs) < 1:
-            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-        self.num_envs = int(num_envs)
+        self.num_envs = check_int("num_envs", num_envs, 1, ENV_ID)
         self._setup(
             self.num_envs, resolve_corpus_path(corpus_path, corpus), data, oracle, vocab,
             seq_len, max_sentences, mask, present_rate, discriminator, reward_mode,

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from textgan_envs.device import resolve_device
+from textgan_envs.envs.arguments import check_int
 
 
 @runtime_checkable
@@ -91,10 +92,9 @@ def oracle_setup(
     """Base-env kwargs for the synthetic experiment: a seeded N(0,1) oracle or the published one."""
     from textgan_envs.oracle import OracleLSTM
 
-    if int(seq_len) < 1:
-        raise ValueError(f"seq_len must be >= 1, got {seq_len}")
-    if int(vocab_size) < 2:
-        raise ValueError(f"vocab_size must be >= 2, got {vocab_size}")
+    seq_len = check_int("seq_len", seq_len, 1)
+    vocab_size = check_int("vocab_size", vocab_size, 2)
+    oracle_seed = check_int("oracle_seed", oracle_seed, 0)
     device = resolve_device(device)
     if oracle_path is not None:
         oracle = OracleLSTM.from_npz(oracle_path, seq_len=seq_len, device=device)
@@ -140,8 +140,7 @@ def corpus_setup(
     from textgan_envs.corpus import encode_sentences, load_corpus
     from textgan_envs.vocab import Vocabulary
 
-    if int(seq_len) < 1:
-        raise ValueError(f"seq_len must be >= 1, got {seq_len}")
+    seq_len = check_int("seq_len", seq_len, 1)
     corpus = load_corpus(corpus_path, level=level)
     if vocab_path is not None:
         vocab = Vocabulary.load(vocab_path)
