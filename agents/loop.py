@@ -6,11 +6,12 @@ A text agent's ``train(cfg, resume)`` is three moves::
     g_opt = torch.optim.Adam(run.setup.policy.parameters(), lr=cfg.g_lr)
     return adversarial_loop(run, update, optimizers={"generator": g_opt})
 
-:func:`start_run` prepares the run directory, seeds the run and builds its :class:`Setup`;
+:func:`start_run` prepares and locks the run directory, seeds the run and builds its
+:class:`Setup`;
 :func:`adversarial_loop` registers the agent's own modules, optimisers and scalar state,
 resumes or starts the checkpoint (:func:`agents.runtime.resume_or_start`) and runs
 ``update(step)`` in SeqGAN's schedule with discriminator rounds, evaluation, logging and
-checkpoints.
+checkpoints, and releases the directory's lock when it ends (however it ends).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from agents.runtime import (
     open_logger,
     prepare_run_dir,
     progress_bar,
+    release_run_dir,
     resume_or_start,
     save_run_checkpoint,
     seed_everything,
@@ -84,7 +86,11 @@ def start_run(
     """
     run_dir = prepare_run_dir(cfg.out_dir, cfg, agent, resume)
     seed_everything(cfg.seed)
-    setup = build_setup(cfg, run_dir, resume, num_envs or cfg.batch_size, reward_mode)
+    try:
+        setup = build_setup(cfg, run_dir, resume, num_envs or cfg.batch_size, reward_mode)
+    except BaseException:
+        release_run_dir(run_dir)
+        raise
     generators = {
         "sample": make_generator(seed_stream(cfg.seed, "sample"), setup.device),
         "shuffle": make_generator(seed_stream(cfg.seed, "shuffle")),
@@ -119,6 +125,19 @@ def adversarial_loop(
     :func:`~agents.runtime.check_finite` on its rewards/weights/loss so a NaN stops the run
     before any save.
     """
+    try:
+        return _loop(run, update, modules, optimizers, scalars)
+    finally:
+        release_run_dir(run.run_dir)
+
+
+def _loop(
+    run: Run,
+    update: Update,
+    modules: Mapping[str, nn.Module] | None,
+    optimizers: Mapping[str, torch.optim.Optimizer] | None,
+    scalars: Mapping[str, float | None] | None,
+) -> dict[str, float]:
     cfg, setup = run.cfg, run.setup
     run.modules.update(modules or {})
     run.optimizers.update(optimizers or {})

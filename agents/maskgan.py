@@ -52,6 +52,7 @@ from agents.runtime import (
     prepare_run_dir,
     progress_bar,
     read_run_config,
+    release_run_dir,
     resume_or_start,
     save_run_checkpoint,
     seed_everything,
@@ -405,6 +406,13 @@ def train(cfg: MaskGANConfig, resume: bool = False) -> dict[str, float]:
         torch.set_num_threads(cfg.num_threads)
     run_dir = prepare_run_dir(cfg.out_dir, cfg, AGENT, resume)
     seed_everything(cfg.seed)
+    try:
+        return _train(cfg, resume, run_dir)
+    finally:
+        release_run_dir(run_dir)
+
+
+def _train(cfg: MaskGANConfig, resume: bool, run_dir: Path) -> dict[str, float]:
     setup = build_setup(cfg, run_dir)
     gen, disc = setup.generator, setup.discriminator
     optimizers = {

@@ -10,7 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agents.loop import evaluate
-from agents.runtime import open_logger, prepare_run_dir, resume_or_start, seed_everything
+from agents.runtime import (
+    open_logger,
+    prepare_run_dir,
+    release_run_dir,
+    resume_or_start,
+    seed_everything,
+)
 from agents.setup import CommonConfig, build_setup
 
 
@@ -28,13 +34,22 @@ def train(cfg: MLEAgentConfig, resume: bool = False) -> dict[str, float]:
     """MLE-pretrain the generator (resumable per epoch), then save a step-0 run checkpoint."""
     run_dir = prepare_run_dir(cfg.out_dir, cfg, "mle", resume)
     seed_everything(cfg.seed)
-    setup = build_setup(cfg, run_dir, resume)
-    modules = {"policy": setup.policy, "discriminator": setup.discriminator}
-    state, resumed = resume_or_start(
-        run_dir, resume, modules, {"discriminator": setup.d_optimizer}, {}, "mle", setup.device
-    )
-    metrics = evaluate(setup, cfg, 0)
-    logger = open_logger(run_dir, state, resumed, cfg.tensorboard)
-    logger.log(0, metrics)
-    logger.close()
-    return metrics
+    try:
+        setup = build_setup(cfg, run_dir, resume)
+        modules = {"policy": setup.policy, "discriminator": setup.discriminator}
+        state, resumed = resume_or_start(
+            run_dir,
+            resume,
+            modules,
+            {"discriminator": setup.d_optimizer},
+            {},
+            "mle",
+            setup.device,
+        )
+        metrics = evaluate(setup, cfg, 0)
+        logger = open_logger(run_dir, state, resumed, cfg.tensorboard)
+        logger.log(0, metrics)
+        logger.close()
+        return metrics
+    finally:
+        release_run_dir(run_dir)

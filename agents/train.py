@@ -6,6 +6,8 @@
 Config precedence: the agent's dataclass defaults < ``--config`` JSON < ``--env``/``--out`` <
 ``--set`` (left to right). The whole config is checked (unknown key, wrong type, negative count,
 cross-field rules) before anything is built or written; errors name the key and exit with 2.
+Run-directory refusals (a run already there, another process on it, a resume with another
+config, a corrupt checkpoint) and a NaN exit with 1.
 Also runnable as ``python -m agents.train``.
 """
 

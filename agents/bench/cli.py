@@ -5,7 +5,9 @@
     textgan bench --env textgan/Corpus-v0 --corpus image_coco.txt --test-data test_coco.txt ...
 
 Rerunning the same command on the same ``--out`` resumes: finished (agent, seed) cells and
-pretrained generators are kept, an interrupted cell continues from its last segment.
+pretrained generators are kept, an interrupted cell continues from its last segment. One bench
+at a time per ``--out``: a second one is refused (exit 1) while the first runs (a lock on the
+directory, released when that process ends, however it ends).
 """
 
 from __future__ import annotations
@@ -256,31 +258,40 @@ def run(
     """Run (or resume) the bench in ``out``, write every output, print the summary table."""
     from agents.bench.grid import GridError, run_grid
     from agents.bench.runners import BenchRunner
+    from agents.runtime import RunLockedError, lock_run_dir, unlock_run_dir
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(bench.to_dict(), indent=2) + "\n")
-    runner = BenchRunner(bench)
-    seeds = list(range(bench.seeds))
-    status = 0
     try:
-        pre, cells = run_grid(
-            bench.agents,
-            seeds,
-            runner,
-            runner.pretrain,
-            out,
-            bench.budget,
-            workers=workers,
-            launcher=launcher,
-            progress=progress,
-        )
-    except GridError as exc:
-        print(f"textgan bench: {exc}", file=sys.stderr)
-        from agents.bench.grid import load_finished
+        lock_run_dir(out)  # one bench per --out: a second one would write the same cells
+    except RunLockedError as exc:
+        print(f"textgan bench: error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        (out / "config.json").write_text(json.dumps(bench.to_dict(), indent=2) + "\n")
+        runner = BenchRunner(bench)
+        seeds = list(range(bench.seeds))
+        status = 0
+        try:
+            pre, cells = run_grid(
+                bench.agents,
+                seeds,
+                runner,
+                runner.pretrain,
+                out,
+                bench.budget,
+                workers=workers,
+                launcher=launcher,
+                progress=progress,
+            )
+        except GridError as exc:
+            print(f"textgan bench: {exc}", file=sys.stderr)
+            from agents.bench.grid import load_finished
 
-        pre, cells = load_finished(out)
-        status = 1
-    return max(status, report(bench, out, pre, cells))
+            pre, cells = load_finished(out)
+            status = 1
+        return max(status, report(bench, out, pre, cells))
+    finally:
+        unlock_run_dir(out)
 
 
 def report(bench: BenchConfig, out: Path, pre: list, cells: list) -> int:

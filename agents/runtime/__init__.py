@@ -9,6 +9,8 @@ module                         holds
 =============================  =============================================================
 ``runtime.checkpoint``         atomic checkpoint files, ``weights_only`` loading
 ``runtime.run_dir``            the run directory: ``config.json``, clobber and resume checks
+``runtime.run_lock``           one writer per run directory (``flock``, released on death)
+``runtime.errors``             :class:`RunDirError` and the refusals of a run directory
 ``runtime.run_checkpoint``     :class:`RunState`, the run checkpoint, :func:`resume_or_start`
 ``runtime.seeding``            named seed streams, global seeding, RNG-state capture
 ``runtime.guards``             the NaN/inf guard and the gradient norm
@@ -43,6 +45,11 @@ from agents.runtime.distributed import (
     unwrap,
     wrap_ddp,
 )
+from agents.runtime.errors import (
+    RunDirError,
+    RunExistsError,
+    RunLockedError,
+)
 from agents.runtime.guards import NonFiniteError, check_finite, grad_global_norm
 from agents.runtime.logging import (
     MetricLogger,
@@ -62,12 +69,12 @@ from agents.runtime.run_dir import (
     CHECKPOINT_NAME,
     CONFIG_NAME,
     RESUMABLE_CHANGES,
-    RunDirError,
-    RunExistsError,
     has_checkpoint,
     prepare_run_dir,
     read_run_config,
+    release_run_dir,
 )
+from agents.runtime.run_lock import LOCK_NAME, holds_lock, lock_run_dir, unlock_run_dir
 from agents.runtime.seeding import (
     SEED_STREAMS,
     make_generator,
@@ -82,6 +89,7 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_NAME",
     "CONFIG_NAME",
+    "LOCK_NAME",
     "RESUMABLE_CHANGES",
     "SEED_STREAMS",
     "CheckpointError",
@@ -94,6 +102,7 @@ __all__ = [
     "RendezvousError",
     "RunDirError",
     "RunExistsError",
+    "RunLockedError",
     "RunState",
     "all_reduce_mean",
     "atomic_save",
@@ -107,10 +116,12 @@ __all__ = [
     "gather_objects",
     "grad_global_norm",
     "has_checkpoint",
+    "holds_lock",
     "init_distributed",
     "load_checkpoint",
     "load_config",
     "load_run_checkpoint",
+    "lock_run_dir",
     "main_logger",
     "make_generator",
     "open_logger",
@@ -119,6 +130,7 @@ __all__ = [
     "progress_bar",
     "read_run_config",
     "relaunch_under_torchrun",
+    "release_run_dir",
     "resume_or_start",
     "rng_state",
     "save_run_checkpoint",
@@ -128,6 +140,7 @@ __all__ = [
     "shard_seed",
     "shutdown",
     "step_seed",
+    "unlock_run_dir",
     "unwrap",
     "wrap_ddp",
 ]

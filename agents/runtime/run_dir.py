@@ -5,10 +5,12 @@ Layout (the same for text agents and image trainers)::
     config.json        the resolved config, with "agent" added (and any entries a trainer records)
     checkpoint.pt      latest checkpoint, replaced atomically (agents/runtime/run_checkpoint.py)
     metrics.csv        one row per logged step (agents/runtime/logging.py); tensorboard/ beside it
+    .lock              held by the process training into the directory (run_lock.py)
 
-A directory that holds a checkpoint is never overwritten by a fresh start, and a run is
-resumed only with the config it was started with (up to the keys that change how long or how
-visibly it runs, not what it computes).
+:func:`prepare_run_dir` creates and locks the directory (:class:`RunLockedError` if another
+process has it) before it checks or writes anything. A directory that holds a checkpoint is
+never overwritten by a fresh start, and a run is resumed only with the config it was started
+with (up to the keys that change how long or how visibly it runs, not what it computes).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from agents.runtime.config import build_config, config_to_dict
-from agents.runtime.distributed import barrier, current_context
+from agents.runtime.distributed import broadcast_object, current_context
+from agents.runtime.errors import RunDirError, RunExistsError, RunLockedError
+from agents.runtime.run_lock import holds_lock, lock_run_dir, unlock_run_dir
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CONFIG_NAME = "config.json"
@@ -28,13 +32,18 @@ CONFIG_NAME = "config.json"
 # visibly a run goes on, not what it computes up to a given step.
 RESUMABLE_CHANGES = frozenset({"total_steps", "progress", "tensorboard", "out_dir", "device"})
 
-
-class RunDirError(RuntimeError):
-    """The run directory holds a different run, or a run that should have been resumed."""
-
-
-class RunExistsError(RunDirError, FileExistsError):
-    """A fresh start was asked for in a directory that already holds a run."""
+__all__ = [
+    "CHECKPOINT_NAME",
+    "CONFIG_NAME",
+    "RESUMABLE_CHANGES",
+    "RunDirError",
+    "RunExistsError",
+    "RunLockedError",
+    "has_checkpoint",
+    "prepare_run_dir",
+    "read_run_config",
+    "release_run_dir",
+]
 
 
 def prepare_run_dir(
@@ -46,39 +55,77 @@ def prepare_run_dir(
     resumable: frozenset[str] = RESUMABLE_CHANGES,
     extra: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Create ``out_dir`` and write ``config.json``; refuse to clobber or to resume a different run.
+    """Check, create, lock and record the run directory ``out_dir`` (see the module docstring).
 
-    Without ``resume``, a directory that already holds a checkpoint is an error (pass
-    ``--resume`` or pick a fresh ``--out``). With ``resume``, the saved config must equal
-    ``cfg`` except for the keys in ``resumable``. ``extra`` entries (e.g. where the data came
-    from) are recorded beside the config and compared the same way.
+    ``extra`` entries (e.g. where the data came from) are recorded beside the config and
+    compared the same way.
+
+    The lock stays held until :func:`release_run_dir` or the end of the process. In a
+    data-parallel run rank 0 does all of it and every rank raises rank 0's error.
     """
     build_config(type(cfg), config_to_dict(cfg))  # same checks as the CLI, before any work
     run_dir = Path(out_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     resolved = {"agent": agent, **config_to_dict(cfg), **(extra or {})}
-    config_path = run_dir / CONFIG_NAME
-    if has_checkpoint(run_dir) and not resume:
-        raise RunExistsError(
-            f"{run_dir} already holds a run ({CHECKPOINT_NAME}); pass --resume to continue it "
-            "or choose another --out"
-        )
-    if resume and config_path.exists():
-        saved = json.loads(config_path.read_text())
-        diffs = sorted(
-            k
-            for k in set(saved) | set(resolved)
-            if k not in resumable and saved.get(k) != resolved.get(k)
-        )
-        if diffs:
-            details = ", ".join(f"{k}: {saved.get(k)!r} -> {resolved.get(k)!r}" for k in diffs)
-            raise RunDirError(f"cannot resume {run_dir} with a different config ({details})")
-    if current_context().is_main:
+    args = (run_dir, resolved, resume, resumable)
+    ctx = current_context()
+    if not ctx.distributed:
+        _prepare(*args)
+        return run_dir
+    error: BaseException | None = None
+    if ctx.is_main:
+        try:
+            _prepare(*args)
+        except Exception as exc:  # handed to every rank, so they all stop the same way
+            error = exc
+    error = broadcast_object(error, ctx)
+    if error is not None:
+        raise error
+    return run_dir
+
+
+def release_run_dir(run_dir: str | Path) -> None:
+    """Release the lock :func:`prepare_run_dir` took (a trainer calls it when its run ends)."""
+    unlock_run_dir(run_dir)
+
+
+def _prepare(
+    run_dir: Path, resolved: dict[str, Any], resume: bool, resumable: frozenset[str]
+) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    took_lock = not holds_lock(run_dir)
+    lock_run_dir(run_dir)
+    try:
+        if resume:
+            _check_resume(run_dir, resolved, resumable)
+        elif has_checkpoint(run_dir):
+            raise RunExistsError(
+                f"{run_dir} already holds a run ({CHECKPOINT_NAME}); pass --resume to continue it "
+                "or choose another --out"
+            )
+        config_path = run_dir / CONFIG_NAME
         tmp = config_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(resolved, indent=2, sort_keys=True) + "\n")
         os.replace(tmp, config_path)
-    barrier(current_context())
-    return run_dir
+    except BaseException:
+        if took_lock:
+            unlock_run_dir(run_dir)
+        raise
+
+
+def _check_resume(run_dir: Path, resolved: dict[str, Any], resumable: frozenset[str]) -> None:
+    """Refuse a resume with another config than the saved one."""
+    config_path = run_dir / CONFIG_NAME
+    if not config_path.exists():
+        return
+    saved = json.loads(config_path.read_text())
+    diffs = sorted(
+        k
+        for k in set(saved) | set(resolved)
+        if k not in resumable and saved.get(k) != resolved.get(k)
+    )
+    if diffs:
+        details = ", ".join(f"{k}: {saved.get(k)!r} -> {resolved.get(k)!r}" for k in diffs)
+        raise RunDirError(f"cannot resume {run_dir} with a different config ({details})")
 
 
 def read_run_config(run_dir: str | Path, agent: str | None = None) -> dict[str, Any]:

@@ -39,10 +39,12 @@ from agents.runtime import (
     all_reduce_mean,
     atomic_save,
     load_checkpoint,
+    lock_run_dir,
     main_logger,
     prepare_run_dir,
     progress_bar,
     read_run_config,
+    release_run_dir,
     resume_or_start,
     save_run_checkpoint,
     seed_stream,
@@ -153,17 +155,21 @@ class BEGANTrainer:
         self._window = 0
         if self.out_dir is not None:
             prepare_run_dir(self.out_dir, config, AGENT, resume, resumable=RESUMABLE)
-            modules, optimizers, generators = self._checkpointed()
-            state, resumed = resume_or_start(
-                self.out_dir,
-                resume,
-                modules,
-                optimizers,
-                generators,
-                AGENT,
-                self.device,
-                **self._small_state(),
-            )
+            try:
+                modules, optimizers, generators = self._checkpointed()
+                state, resumed = resume_or_start(
+                    self.out_dir,
+                    resume,
+                    modules,
+                    optimizers,
+                    generators,
+                    AGENT,
+                    self.device,
+                    **self._small_state(),
+                )
+            except BaseException:
+                release_run_dir(self.out_dir)
+                raise
             if resumed:
                 self._restore(state)
 
@@ -248,13 +254,16 @@ class BEGANTrainer:
         """Train until ``stop_at`` (default ``config.steps``), logging, sampling and checkpointing.
 
         On KeyboardInterrupt the last completed step is checkpointed before re-raising.
-        Returns the last logged window.
+        Returns the last logged window. The run directory stays locked while it trains (and
+        from construction to the first call); the lock is released when it returns.
         """
         cfg = self.config
         end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
         logger = None
         main = self.ctx.is_main
         if self.out_dir is not None:
+            if main:
+                lock_run_dir(self.out_dir)  # held since construction, unless a call released it
             logger = main_logger(
                 self.ctx,
                 self.out_dir,
@@ -298,6 +307,8 @@ class BEGANTrainer:
             bar.close()
             if logger is not None:
                 logger.close()
+            if self.out_dir is not None:
+                release_run_dir(self.out_dir)
         return last
 
     # ----------------------------------------------------------------- outputs

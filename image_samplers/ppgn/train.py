@@ -43,6 +43,7 @@ from agents.runtime import (
     prepare_run_dir,
     progress_bar,
     read_run_config,
+    release_run_dir,
     resume_or_start,
     save_run_checkpoint,
     seed_stream,
@@ -446,6 +447,21 @@ def train_ppgn(
     run_dir = prepare_run_dir(
         out, config, AGENT, resume, resumable=RESUMABLE, extra={"data": data_spec}
     )
+    try:
+        return _train_stages(data, run_dir, config, dev, resume, progress, tensorboard)
+    finally:
+        release_run_dir(run_dir)
+
+
+def _train_stages(
+    data: ImageDataset,
+    run_dir: Path,
+    config: PPGNConfig,
+    dev: torch.device,
+    resume: bool,
+    progress: bool,
+    tensorboard: bool,
+) -> PPGNModels:
     names = stages(config)
     torch.manual_seed(seed_stream(config.seed, "ppgn.init"))
     models = PPGNModels.create(config, dev)

@@ -1,0 +1,19 @@
+"""The errors of a run directory, in one module so every part of the run layer can raise them.
+
+Why apart from ``run_dir.py``: the lock (``run_lock.py``) raises them too, and ``run_dir.py``
+imports the lock; the CLIs catch :class:`RunDirError`.
+"""
+
+from __future__ import annotations
+
+
+class RunDirError(RuntimeError):
+    """The run directory holds a different run, or a run that should have been resumed."""
+
+
+class RunExistsError(RunDirError, FileExistsError):
+    """A fresh start was asked for in a directory that already holds a run."""
+
+
+class RunLockedError(RunDirError):
+    """Another live process is training into the same run directory."""
