@@ -8,7 +8,7 @@ about a particular agent or model; it imports nothing else from ``agents``.
 module                         holds
 =============================  =============================================================
 ``runtime.checkpoint``         atomic checkpoint files, ``weights_only`` loading
-``runtime.run_dir``            the run directory: ``config.json``, clobber and resume checks
+``runtime.run_dir``            the run directory: checks before any write, ``config.json``
 ``runtime.run_lock``           one writer per run directory (``flock``, released on death)
 ``runtime.errors``             :class:`RunDirError` and the refusals of a run directory
 ``runtime.run_checkpoint``     :class:`RunState`, the run checkpoint, :func:`resume_or_start`

@@ -43,13 +43,18 @@ def load_checkpoint(
     path: str | os.PathLike[str],
     required_keys: Iterable[str] = (),
     map_location: str | torch.device = "cpu",
+    mmap: bool = False,
 ) -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True``; raise :class:`CheckpointError` on any problem."""
+    """Load a checkpoint with ``weights_only=True``; raise :class:`CheckpointError` on any problem.
+
+    ``mmap=True`` maps the tensors instead of reading them: cheap when only the small entries
+    (step, agent, config) are wanted.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as exc:  # truncated zip, foreign pickle, random bytes, ...
         raise CheckpointError(
             f"checkpoint {path} is corrupt, truncated or not a textgan checkpoint "

@@ -12,20 +12,25 @@ state such as a moving-average baseline or BEGAN's k_t). A trainer
 
 A run killed at any point and resumed therefore continues exactly like one that was never
 interrupted (tested with a real SIGKILL in tests/test_resume_kill.py).
+
+Every checkpoint also stores the run's ``config.json`` (``"config"``), so a resume can be
+checked against it even when ``config.json`` is gone.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from agents.runtime.checkpoint import CheckpointError, atomic_save, load_checkpoint
 from agents.runtime.distributed import barrier, current_context, gather_objects
-from agents.runtime.run_dir import CHECKPOINT_NAME, has_checkpoint
+from agents.runtime.run_dir import CHECKPOINT_NAME, CONFIG_NAME, has_checkpoint
 from agents.runtime.seeding import rng_state, set_rng_state
 
 CHECKPOINT_FORMAT = "textgan-run"
@@ -79,6 +84,7 @@ def save_run_checkpoint(
         "generators": {name: g.get_state() for name, g in generators.items()},
         "rng": rng_state(),
         "world_size": ctx.world_size,
+        "config": _run_config(run_dir),
     }
     policy = modules.get("policy")
     if policy is not None and hasattr(policy, "config"):
@@ -88,6 +94,15 @@ def save_run_checkpoint(
     atomic_save(payload, path)
     barrier(ctx)
     return path
+
+
+def _run_config(run_dir: str | Path) -> dict[str, Any] | None:
+    """The run's ``config.json`` as stored in its checkpoints (``None`` when there is none)."""
+    path = Path(run_dir) / CONFIG_NAME
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def load_run_checkpoint(
@@ -128,10 +143,20 @@ def load_run_checkpoint(
         missing = sorted(set(wanted) - set(saved))
         if missing:
             raise CheckpointError(f"{path} lacks {kind} state for: {', '.join(missing)}")
-    for name, module in modules.items():
-        module.load_state_dict(ckpt["modules"][name])
-    for name, opt in optimizers.items():
-        opt.load_state_dict(ckpt["optimizers"][name])
+    for kind, objects, saved in (
+        ("module", modules, ckpt["modules"]),
+        ("optimizer", optimizers, ckpt["optimizers"]),
+    ):
+        for name, obj in objects.items():
+            try:
+                obj.load_state_dict(saved[name])
+            except (RuntimeError, ValueError, KeyError) as exc:
+                lines = [line.strip() for line in str(exc).strip().splitlines()]
+                first = lines[1] if len(lines) > 1 else lines[0]
+                raise CheckpointError(
+                    f"{path}: the {kind} state {name!r} does not fit this run (was the "
+                    f"checkpoint written with another config?): {first}"
+                ) from exc
     mine = ckpt["rank_states"][ctx.rank] if ctx.distributed else ckpt
     for name, gen in generators.items():
         gen.set_state(mine["generators"][name].to("cpu"))

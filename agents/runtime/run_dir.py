@@ -7,10 +7,15 @@ Layout (the same for text agents and image trainers)::
     metrics.csv        one row per logged step (agents/runtime/logging.py); tensorboard/ beside it
     .lock              held by the process training into the directory (run_lock.py)
 
-:func:`prepare_run_dir` creates and locks the directory (:class:`RunLockedError` if another
-process has it) before it checks or writes anything. A directory that holds a checkpoint is
-never overwritten by a fresh start, and a run is resumed only with the config it was started
-with (up to the keys that change how long or how visibly it runs, not what it computes).
+:func:`prepare_run_dir` is the one door into a directory, and it writes nothing before the
+run has been checked against what the directory holds:
+
+1. the directory is created and locked (:class:`RunLockedError` if another process has it);
+2. a fresh start never overwrites a run (:class:`RunExistsError`); a resume must be of the same
+   agent and the same config (up to the keys that change how long or how visibly a run goes
+   on, not what it computes), checked against ``config.json`` or, when that is gone, against
+   the config the checkpoint stores;
+3. only then is ``config.json`` written.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from agents.runtime.checkpoint import load_checkpoint
 from agents.runtime.config import build_config, config_to_dict
 from agents.runtime.distributed import broadcast_object, current_context
 from agents.runtime.errors import RunDirError, RunExistsError, RunLockedError
@@ -66,7 +72,7 @@ def prepare_run_dir(
     build_config(type(cfg), config_to_dict(cfg))  # same checks as the CLI, before any work
     run_dir = Path(out_dir)
     resolved = {"agent": agent, **config_to_dict(cfg), **(extra or {})}
-    args = (run_dir, resolved, resume, resumable)
+    args = (run_dir, resolved, agent, resume, resumable)
     ctx = current_context()
     if not ctx.distributed:
         _prepare(*args)
@@ -89,14 +95,18 @@ def release_run_dir(run_dir: str | Path) -> None:
 
 
 def _prepare(
-    run_dir: Path, resolved: dict[str, Any], resume: bool, resumable: frozenset[str]
+    run_dir: Path,
+    resolved: dict[str, Any],
+    agent: str,
+    resume: bool,
+    resumable: frozenset[str],
 ) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     took_lock = not holds_lock(run_dir)
     lock_run_dir(run_dir)
     try:
         if resume:
-            _check_resume(run_dir, resolved, resumable)
+            _check_resume(run_dir, resolved, agent, resumable)
         elif has_checkpoint(run_dir):
             raise RunExistsError(
                 f"{run_dir} already holds a run ({CHECKPOINT_NAME}); pass --resume to continue it "
@@ -112,20 +122,58 @@ def _prepare(
         raise
 
 
-def _check_resume(run_dir: Path, resolved: dict[str, Any], resumable: frozenset[str]) -> None:
-    """Refuse a resume with another config than the saved one."""
-    config_path = run_dir / CONFIG_NAME
-    if not config_path.exists():
-        return
-    saved = json.loads(config_path.read_text())
-    diffs = sorted(
-        k
-        for k in set(saved) | set(resolved)
-        if k not in resumable and saved.get(k) != resolved.get(k)
-    )
-    if diffs:
-        details = ", ".join(f"{k}: {saved.get(k)!r} -> {resolved.get(k)!r}" for k in diffs)
-        raise RunDirError(f"cannot resume {run_dir} with a different config ({details})")
+def _check_resume(
+    run_dir: Path,
+    resolved: dict[str, Any],
+    agent: str,
+    resumable: frozenset[str],
+) -> None:
+    """Refuse a resume as another agent or with another config."""
+    header = _checkpoint_header(run_dir)
+    saved, against = _saved_config(run_dir), ""
+    if saved is None and header.get("config") is not None:
+        saved, against = dict(header["config"]), " than its checkpoint stores"
+    for holder in ((saved or {}).get("agent"), header.get("agent")):
+        if holder is not None and holder != agent:
+            raise RunDirError(
+                f"cannot resume {run_dir} as agent {agent!r}: it holds a {holder!r} run"
+            )
+    if saved is not None:
+        diffs = sorted(
+            k
+            for k in set(saved) | set(resolved)
+            if k not in resumable and saved.get(k) != resolved.get(k)
+        )
+        if diffs:
+            details = ", ".join(f"{k}: {saved.get(k)!r} -> {resolved.get(k)!r}" for k in diffs)
+            raise RunDirError(
+                f"cannot resume {run_dir} with a different config{against} ({details})"
+            )
+
+
+def _saved_config(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / CONFIG_NAME
+    if not path.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise RunDirError(f"{path} is not valid JSON ({exc}); restore it or remove it") from None
+    if not isinstance(saved, dict):
+        raise RunDirError(f"{path} holds a {type(saved).__name__}, not a JSON object")
+    return saved
+
+
+def _checkpoint_header(run_dir: Path) -> dict[str, Any]:
+    """The small entries of the run checkpoint (agent, config); ``{}`` when there is none.
+
+    The tensors are memory-mapped, not read: cheap even for a large checkpoint.
+    """
+    path = run_dir / CHECKPOINT_NAME
+    if not path.is_file():
+        return {}
+    state = load_checkpoint(path, mmap=True)
+    return {key: state.get(key) for key in ("agent", "config")}
 
 
 def read_run_config(run_dir: str | Path, agent: str | None = None) -> dict[str, Any]:

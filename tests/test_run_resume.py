@@ -1,0 +1,99 @@
+"""``--resume`` is checked against the run before anything in its directory is written: another
+config (from config.json, or from the checkpoint when config.json is gone), another agent,
+nothing to resume, a finished run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agents import train as train_cli
+from agents.runtime import (
+    RunState,
+    load_checkpoint,
+    save_run_checkpoint,
+)
+from tests.test_train_cli import sets
+
+
+def _argv(out: Path, agent: str = "reinforce", *extra: str) -> list[str]:
+    agent_sets = ["n_rollouts=2"] if agent == "reinforce" else ["n_groups=2", "n_samples=4"]
+    return ["--agent", agent, "--out", str(out), *sets("total_steps=2", *agent_sets, *extra)]
+
+
+def _snapshot(run: Path) -> dict[str, bytes]:
+    """Every file of a run directory (but its lock) and its bytes."""
+    return {
+        str(p.relative_to(run)): p.read_bytes()
+        for p in sorted(run.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    """A two-step reinforce run (V=30); tests copy it before touching it."""
+    out = tmp_path_factory.mktemp("runs") / "run"
+    assert train_cli.main(_argv(out)) == 0
+    return out
+
+
+def _copy(run: Path, to: Path) -> Path:
+    import shutil
+
+    shutil.copytree(run, to, ignore=shutil.ignore_patterns(".lock"))
+    return to
+
+
+def test_checkpoints_store_the_run_config(finished_run: Path) -> None:
+    ckpt = load_checkpoint(finished_run / "checkpoint.pt")
+    assert ckpt["config"] == json.loads((finished_run / "config.json").read_text())
+
+
+@pytest.mark.parametrize("without_config_json", [False, True])
+def test_a_changed_config_is_refused_before_anything_is_written(
+    finished_run: Path, tmp_path: Path, capsys, without_config_json: bool
+) -> None:
+    run = _copy(finished_run, tmp_path / "run")
+    if without_config_json:
+        (run / "config.json").unlink()
+    before = _snapshot(run)
+    assert (
+        train_cli.main([*_argv(run, "reinforce", "vocab_size=40", "total_steps=3"), "--resume"])
+        == 1
+    )
+    err = capsys.readouterr().err
+    against = " than its checkpoint stores" if without_config_json else ""
+    assert f"cannot resume {run} with a different config{against} (vocab_size: 30 -> 40)" in err
+    assert "size mismatch" not in err and err.count("\n") == 1
+    assert _snapshot(run) == before  # config.json not rewritten (or not recreated)
+    # so the right command still resumes the run
+    assert train_cli.main([*_argv(run, "reinforce", "total_steps=3"), "--resume"]) == 0
+    assert load_checkpoint(run / "checkpoint.pt", ["step"])["step"] == 3
+
+
+@pytest.mark.parametrize("without_config_json", [False, True])
+def test_resuming_as_another_agent_names_both(
+    finished_run: Path, tmp_path: Path, capsys, without_config_json: bool
+) -> None:
+    run = _copy(finished_run, tmp_path / "run")
+    if without_config_json:
+        (run / "config.json").unlink()
+    before = _snapshot(run)
+    assert train_cli.main([*_argv(run, "bgan", "total_steps=3"), "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot resume {run} as agent 'bgan': it holds a 'reinforce' run" in err
+    assert _snapshot(run) == before
+
+
+def test_a_checkpoint_of_another_shape_is_a_clear_error(tmp_path: Path) -> None:
+    import torch
+
+    from agents.runtime import CheckpointError, load_run_checkpoint
+
+    small = {"net": torch.nn.Linear(2, 2)}
+    save_run_checkpoint(tmp_path, RunState(1), small, {}, {}, "toy")
+    with pytest.raises(CheckpointError, match=r"module state 'net' does not fit this run"):
+        load_run_checkpoint(tmp_path, {"net": torch.nn.Linear(3, 2)}, {}, {}, agent="toy")
