@@ -39,7 +39,13 @@ from agents.runtime import (
     seed_stream,
     step_seed,
 )
-from agents.setup import CommonConfig, Setup, build_setup, discriminator_round
+from agents.setup import (
+    PARTIAL_CHECKPOINTS,
+    CommonConfig,
+    Setup,
+    build_setup,
+    discriminator_round,
+)
 
 Update = Callable[[int], Mapping[str, float]]
 
@@ -71,6 +77,13 @@ class Run:
         )
 
 
+def open_run_dir(cfg: CommonConfig, agent: str, resume: bool) -> Path:
+    """``prepare_run_dir`` for a text run: its pre-training checkpoint, its length."""
+    return prepare_run_dir(
+        cfg.out_dir, cfg, agent, resume, total_steps=cfg.total_steps, partial=PARTIAL_CHECKPOINTS
+    )
+
+
 def start_run(
     cfg: CommonConfig,
     *,
@@ -84,7 +97,7 @@ def start_run(
     The run starts with the generator and the discriminator (and the discriminator's
     optimiser); the agent adds its own in :func:`adversarial_loop`.
     """
-    run_dir = prepare_run_dir(cfg.out_dir, cfg, agent, resume)
+    run_dir = open_run_dir(cfg, agent, resume)
     seed_everything(cfg.seed)
     try:
         setup = build_setup(cfg, run_dir, resume, num_envs or cfg.batch_size, reward_mode)

@@ -404,7 +404,7 @@ def train(cfg: MaskGANConfig, resume: bool = False) -> dict[str, float]:
     """Run MaskGAN in ``cfg.out_dir`` (resuming from its checkpoint when ``resume``); return the last metrics."""
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
-    run_dir = prepare_run_dir(cfg.out_dir, cfg, AGENT, resume)
+    run_dir = prepare_run_dir(cfg.out_dir, cfg, AGENT, resume, total_steps=cfg.n_steps)
     seed_everything(cfg.seed)
     try:
         return _train(cfg, resume, run_dir)

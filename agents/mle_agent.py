@@ -9,14 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agents.loop import evaluate
-from agents.runtime import (
-    open_logger,
-    prepare_run_dir,
-    release_run_dir,
-    resume_or_start,
-    seed_everything,
-)
+from agents.loop import evaluate, open_run_dir
+from agents.runtime import open_logger, release_run_dir, resume_or_start, seed_everything
 from agents.setup import CommonConfig, build_setup
 
 
@@ -31,8 +25,11 @@ class MLEAgentConfig(CommonConfig):
 
 
 def train(cfg: MLEAgentConfig, resume: bool = False) -> dict[str, float]:
-    """MLE-pretrain the generator (resumable per epoch), then save a step-0 run checkpoint."""
-    run_dir = prepare_run_dir(cfg.out_dir, cfg, "mle", resume)
+    """MLE-pretrain the generator (resumable per epoch), then save a step-0 run checkpoint.
+
+    A resume of a finished run (its step-0 checkpoint written) raises ``RunFinished``.
+    """
+    run_dir = open_run_dir(cfg, "mle", resume)
     seed_everything(cfg.seed)
     try:
         setup = build_setup(cfg, run_dir, resume)

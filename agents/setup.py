@@ -120,6 +120,9 @@ class CommonConfig:
 
 
 ENV_IDS = ("textgan/Oracle-v0", "textgan/Corpus-v0")
+#: The MLE pre-training sub-run's checkpoint: a run killed before its first run checkpoint
+#: resumes from it (``prepare_run_dir(partial=...)``).
+PARTIAL_CHECKPOINTS = ("mle/mle_checkpoint.pt",)
 
 
 @dataclass

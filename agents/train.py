@@ -7,7 +7,8 @@ Config precedence: the agent's dataclass defaults < ``--config`` JSON < ``--env`
 ``--set`` (left to right). The whole config is checked (unknown key, wrong type, negative count,
 cross-field rules) before anything is built or written; errors name the key and exit with 2.
 Run-directory refusals (a run already there, another process on it, a resume with another
-config, a corrupt checkpoint) and a NaN exit with 1.
+config, a corrupt checkpoint) and a NaN exit with 1; ``--resume`` of a finished run says so and
+exits 0.
 Also runnable as ``python -m agents.train``.
 """
 
@@ -118,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     try:
         metrics = train_fn(cfg, resume=args.resume)
+    except tr.RunFinished as exc:  # a resume with nothing left to do: nothing written
+        if ctx is None or ctx.is_main:
+            print(f"textgan train: {exc}")
+        metrics = {}
     except (tr.RunDirError, CheckpointError, tr.NonFiniteError) as exc:
         print(f"textgan train: error: {exc}", file=sys.stderr)
         return 1  # non-zero exit: torchrun then stops the other ranks

@@ -1,6 +1,6 @@
 """``--resume`` is checked against the run before anything in its directory is written: another
 config (from config.json, or from the checkpoint when config.json is gone), another agent,
-nothing to resume, a finished run."""
+nothing to resume, a finished run; stale temp files of killed writes are cleaned on start."""
 
 from __future__ import annotations
 
@@ -11,10 +11,13 @@ import pytest
 
 from agents import train as train_cli
 from agents.runtime import (
+    NoCheckpointError,
     RunState,
     load_checkpoint,
+    prepare_run_dir,
     save_run_checkpoint,
 )
+from agents.setup import CommonConfig
 from tests.test_train_cli import sets
 
 
@@ -86,6 +89,44 @@ def test_resuming_as_another_agent_names_both(
     err = capsys.readouterr().err
     assert f"cannot resume {run} as agent 'bgan': it holds a 'reinforce' run" in err
     assert _snapshot(run) == before
+
+
+@pytest.mark.parametrize("state", ["missing", "empty", "config only"])
+def test_resume_with_nothing_to_resume_is_an_error(tmp_path: Path, capsys, state: str) -> None:
+    run = tmp_path / "run"
+    if state != "missing":
+        run.mkdir()
+    if state == "config only":  # a start that died before its first checkpoint
+        (run / "config.json").write_text("{}")
+    assert train_cli.main([*_argv(run), "--resume"]) == 1
+    assert f"no checkpoint in {run}; drop --resume to start a new run" in capsys.readouterr().err
+    assert run.exists() == (state != "missing")  # nothing was created
+    if state == "empty":
+        assert list(run.iterdir()) == []
+    with pytest.raises(NoCheckpointError):
+        prepare_run_dir(run, CommonConfig(out_dir=str(run)), "toy", resume=True)
+
+
+def test_resuming_a_finished_run_says_so_and_writes_nothing(
+    finished_run: Path, tmp_path: Path, capsys
+) -> None:
+    run = _copy(finished_run, tmp_path / "run")
+    before = _snapshot(run)
+    assert train_cli.main([*_argv(run), "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert f"{run} is finished (step 2 of 2); nothing to resume (raise total_steps" in out
+    assert _snapshot(run) == before
+
+
+def test_a_start_killed_during_pretraining_resumes_from_its_mle_checkpoint(
+    finished_run: Path, tmp_path: Path
+) -> None:
+    run = _copy(finished_run, tmp_path / "run")
+    (run / "checkpoint.pt").unlink()  # as if killed after MLE pre-training, before step 0
+    assert (run / "mle" / "mle_checkpoint.pt").is_file()
+    assert train_cli.main(_argv(run)) == 1  # a fresh start would overwrite the pre-training
+    assert train_cli.main([*_argv(run), "--resume"]) == 0
+    assert load_checkpoint(run / "checkpoint.pt", ["step"])["step"] == 2
 
 
 def test_a_checkpoint_of_another_shape_is_a_clear_error(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ import torch
 from agents.bench.evaluate import EvalData, evaluate, temperature_sweep
 from agents.bench.presets import BenchConfig
 from agents.registry import AGENTS, AgentSpec, bench_agents
+from agents.runtime.errors import RunFinished
 from agents.runtime.seeding import seed_stream, step_seed
 
 Row = dict[str, Any]
@@ -300,7 +301,10 @@ class BenchRunner:
             if iters <= done:
                 continue
             start = time.perf_counter()
-            train_fn(agent_config(self.cfg, agent, seed, out_dir, iters), resume=True)
+            try:  # resume=True: a fresh cell resumes from the MLE checkpoint copied above
+                train_fn(agent_config(self.cfg, agent, seed, out_dir, iters), resume=True)
+            except RunFinished:
+                pass  # killed after this segment's checkpoint, before it was recorded
             elapsed = progress["wall"] + time.perf_counter() - start
             state = load_checkpoint(out_dir / "checkpoint.pt", ["modules", "step"])
             if int(state["step"]) != iters:

@@ -46,8 +46,10 @@ from agents.runtime.distributed import (
     wrap_ddp,
 )
 from agents.runtime.errors import (
+    NoCheckpointError,
     RunDirError,
     RunExistsError,
+    RunFinished,
     RunLockedError,
 )
 from agents.runtime.guards import NonFiniteError, check_finite, grad_global_norm
@@ -70,6 +72,7 @@ from agents.runtime.run_dir import (
     CONFIG_NAME,
     RESUMABLE_CHANGES,
     has_checkpoint,
+    has_run_state,
     prepare_run_dir,
     read_run_config,
     release_run_dir,
@@ -97,11 +100,13 @@ __all__ = [
     "DistContext",
     "DistributedSetupError",
     "MetricLogger",
+    "NoCheckpointError",
     "NonFiniteError",
     "NullLogger",
     "RendezvousError",
     "RunDirError",
     "RunExistsError",
+    "RunFinished",
     "RunLockedError",
     "RunState",
     "all_reduce_mean",
@@ -116,6 +121,7 @@ __all__ = [
     "gather_objects",
     "grad_global_norm",
     "has_checkpoint",
+    "has_run_state",
     "holds_lock",
     "init_distributed",
     "load_checkpoint",

@@ -181,7 +181,9 @@ def resume_or_start(
 ) -> tuple[RunState, bool]:
     """Load the checkpoint when resuming one, else write the step-0 checkpoint; return ``(state, resumed)``.
 
-    ``scalars`` and ``tensors`` are the initial small state of a fresh start.
+    ``scalars`` and ``tensors`` are the initial small state of a fresh start. A resume
+    without a run checkpoint (only a pre-training one, see ``prepare_run_dir(partial=...)``)
+    starts at step 0.
     """
     if resume and has_checkpoint(run_dir):
         return load_run_checkpoint(run_dir, modules, optimizers, generators, agent, device), True

@@ -10,26 +10,35 @@ Layout (the same for text agents and image trainers)::
 :func:`prepare_run_dir` is the one door into a directory, and it writes nothing before the
 run has been checked against what the directory holds:
 
-1. the directory is created and locked (:class:`RunLockedError` if another process has it);
-2. a fresh start never overwrites a run (:class:`RunExistsError`); a resume must be of the same
+1. ``--resume`` of a directory with nothing to resume is an error (:class:`NoCheckpointError`),
+   raised before anything is created;
+2. the directory is created and locked (:class:`RunLockedError` if another process has it);
+3. a fresh start never overwrites a run (:class:`RunExistsError`); a resume must be of the same
    agent and the same config (up to the keys that change how long or how visibly a run goes
    on, not what it computes), checked against ``config.json`` or, when that is gone, against
-   the config the checkpoint stores;
-3. only then is ``config.json`` written.
+   the config the checkpoint stores; a resume of a run that already reached its last step is
+   :class:`RunFinished` (the commands report it and exit 0);
+4. only then is ``config.json`` written.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from agents.runtime.checkpoint import load_checkpoint
 from agents.runtime.config import build_config, config_to_dict
 from agents.runtime.distributed import broadcast_object, current_context
-from agents.runtime.errors import RunDirError, RunExistsError, RunLockedError
+from agents.runtime.errors import (
+    NoCheckpointError,
+    RunDirError,
+    RunExistsError,
+    RunFinished,
+    RunLockedError,
+)
 from agents.runtime.run_lock import holds_lock, lock_run_dir, unlock_run_dir
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -42,10 +51,13 @@ __all__ = [
     "CHECKPOINT_NAME",
     "CONFIG_NAME",
     "RESUMABLE_CHANGES",
+    "NoCheckpointError",
     "RunDirError",
     "RunExistsError",
+    "RunFinished",
     "RunLockedError",
     "has_checkpoint",
+    "has_run_state",
     "prepare_run_dir",
     "read_run_config",
     "release_run_dir",
@@ -60,11 +72,17 @@ def prepare_run_dir(
     *,
     resumable: frozenset[str] = RESUMABLE_CHANGES,
     extra: Mapping[str, Any] | None = None,
+    total_steps: int | None = None,
+    length_key: str = "total_steps",
+    partial: Sequence[str] = (),
 ) -> Path:
     """Check, create, lock and record the run directory ``out_dir`` (see the module docstring).
 
     ``extra`` entries (e.g. where the data came from) are recorded beside the config and
-    compared the same way.
+    compared the same way. ``total_steps`` (named ``length_key`` in messages) is the step at
+    which the run is finished. ``partial`` names checkpoint files (relative paths) of phases
+    that run before the first run checkpoint, e.g. ``mle/mle_checkpoint.pt``: a directory
+    holding one is resumable and is not overwritten by a fresh start.
 
     The lock stays held until :func:`release_run_dir` or the end of the process. In a
     data-parallel run rank 0 does all of it and every rank raises rank 0's error.
@@ -72,7 +90,7 @@ def prepare_run_dir(
     build_config(type(cfg), config_to_dict(cfg))  # same checks as the CLI, before any work
     run_dir = Path(out_dir)
     resolved = {"agent": agent, **config_to_dict(cfg), **(extra or {})}
-    args = (run_dir, resolved, agent, resume, resumable)
+    args = (run_dir, resolved, agent, resume, resumable, total_steps, length_key, tuple(partial))
     ctx = current_context()
     if not ctx.distributed:
         _prepare(*args)
@@ -100,18 +118,25 @@ def _prepare(
     agent: str,
     resume: bool,
     resumable: frozenset[str],
+    total_steps: int | None,
+    length_key: str,
+    partial: tuple[str, ...],
 ) -> None:
+    if resume and not has_run_state(run_dir, partial):
+        raise NoCheckpointError(f"no checkpoint in {run_dir}; drop --resume to start a new run")
     run_dir.mkdir(parents=True, exist_ok=True)
     took_lock = not holds_lock(run_dir)
     lock_run_dir(run_dir)
     try:
         if resume:
-            _check_resume(run_dir, resolved, agent, resumable)
-        elif has_checkpoint(run_dir):
-            raise RunExistsError(
-                f"{run_dir} already holds a run ({CHECKPOINT_NAME}); pass --resume to continue it "
-                "or choose another --out"
-            )
+            _check_resume(run_dir, resolved, agent, resumable, total_steps, length_key)
+        else:
+            found = _run_state_file(run_dir, partial)
+            if found is not None:
+                raise RunExistsError(
+                    f"{run_dir} already holds a run ({found}); pass --resume to continue it "
+                    "or choose another --out"
+                )
         config_path = run_dir / CONFIG_NAME
         tmp = config_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(resolved, indent=2, sort_keys=True) + "\n")
@@ -127,8 +152,10 @@ def _check_resume(
     resolved: dict[str, Any],
     agent: str,
     resumable: frozenset[str],
+    total_steps: int | None,
+    length_key: str,
 ) -> None:
-    """Refuse a resume as another agent or with another config."""
+    """Refuse a resume as another agent, with another config, or of a finished run."""
     header = _checkpoint_header(run_dir)
     saved, against = _saved_config(run_dir), ""
     if saved is None and header.get("config") is not None:
@@ -149,6 +176,12 @@ def _check_resume(
             raise RunDirError(
                 f"cannot resume {run_dir} with a different config{against} ({details})"
             )
+    step = header.get("step")
+    if total_steps is not None and step is not None and int(step) >= total_steps:
+        raise RunFinished(
+            f"{run_dir} is finished (step {int(step)} of {total_steps}); nothing to resume "
+            f"(raise {length_key} to train on)"
+        )
 
 
 def _saved_config(run_dir: Path) -> dict[str, Any] | None:
@@ -165,7 +198,7 @@ def _saved_config(run_dir: Path) -> dict[str, Any] | None:
 
 
 def _checkpoint_header(run_dir: Path) -> dict[str, Any]:
-    """The small entries of the run checkpoint (agent, config); ``{}`` when there is none.
+    """The small entries of the run checkpoint (agent, step, config); ``{}`` when there is none.
 
     The tensors are memory-mapped, not read: cheap even for a large checkpoint.
     """
@@ -173,7 +206,7 @@ def _checkpoint_header(run_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     state = load_checkpoint(path, mmap=True)
-    return {key: state.get(key) for key in ("agent", "config")}
+    return {key: state.get(key) for key in ("agent", "step", "config")}
 
 
 def read_run_config(run_dir: str | Path, agent: str | None = None) -> dict[str, Any]:
@@ -194,3 +227,15 @@ def read_run_config(run_dir: str | Path, agent: str | None = None) -> dict[str, 
 def has_checkpoint(run_dir: str | Path) -> bool:
     """Whether ``run_dir`` holds a run checkpoint to resume from."""
     return (Path(run_dir) / CHECKPOINT_NAME).is_file()
+
+
+def has_run_state(run_dir: str | Path, partial: Sequence[str] = ()) -> bool:
+    """Whether ``run_dir`` holds anything to resume: the run checkpoint or one of ``partial``."""
+    return _run_state_file(Path(run_dir), tuple(partial)) is not None
+
+
+def _run_state_file(run_dir: Path, partial: tuple[str, ...]) -> str | None:
+    for name in (CHECKPOINT_NAME, *partial):
+        if (run_dir / name).is_file():
+            return name
+    return None

@@ -17,6 +17,7 @@ from agents.runtime import (
     CheckpointError,
     ConfigError,
     RunDirError,
+    RunFinished,
     relaunch_under_torchrun,
     seed_stream,
 )
@@ -65,7 +66,12 @@ def _train_in_context(args: argparse.Namespace, ctx: Any) -> int:
             )
             return 2
         overrides = {"steps": args.steps} if args.steps is not None else {}
-        trainer = BEGANTrainer.resume(out, device=args.device, ctx=ctx, **overrides)
+        try:
+            trainer = BEGANTrainer.resume(out, device=args.device, ctx=ctx, **overrides)
+        except RunFinished as exc:  # nothing left to do: nothing written
+            if main:
+                print(f"began train: {exc}")
+            return 0
         if main:
             print(f"resuming {out} at step {trainer.step} of {trainer.config.steps}")
     else:

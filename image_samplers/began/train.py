@@ -154,7 +154,15 @@ class BEGANTrainer:
         self._sums = torch.zeros(len(LOG_KEYS), device=self.device)
         self._window = 0
         if self.out_dir is not None:
-            prepare_run_dir(self.out_dir, config, AGENT, resume, resumable=RESUMABLE)
+            prepare_run_dir(
+                self.out_dir,
+                config,
+                AGENT,
+                resume,
+                resumable=RESUMABLE,
+                total_steps=config.steps,
+                length_key="steps",
+            )
             try:
                 modules, optimizers, generators = self._checkpointed()
                 state, resumed = resume_or_start(

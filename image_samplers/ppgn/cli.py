@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from agents.runtime import CheckpointError, RunDirError
+from agents.runtime import CheckpointError, RunDirError, RunFinished
 from image_samplers.data import DataError, load_dataset, save_image_grid
 
 from .conditions import ConditionError
@@ -131,16 +131,20 @@ def _train(args: argparse.Namespace) -> int:
     config = PPGNConfig.from_dict(
         {**base.to_dict(), "num_classes": data_probe.num_classes, **overrides}
     )
-    train_ppgn(
-        data_probe,
-        args.out,
-        config,
-        device=args.device,
-        resume=args.resume,
-        progress=not args.no_progress,
-        tensorboard=args.tensorboard,
-        data_spec=args.data,
-    )
+    try:
+        train_ppgn(
+            data_probe,
+            args.out,
+            config,
+            device=args.device,
+            resume=args.resume,
+            progress=not args.no_progress,
+            tensorboard=args.tensorboard,
+            data_spec=args.data,
+        )
+    except RunFinished as exc:  # a resume with nothing left to do: nothing written
+        print(f"textgan ppgn train: {exc}")
+        return 0
     print(f"trained PPGN components into {args.out}")
     return 0
 

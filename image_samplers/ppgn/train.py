@@ -444,8 +444,16 @@ def train_ppgn(
         saved = read_run_config(out, agent=AGENT)
         _check_config(saved, config, out / CHECKPOINT_NAME)
         config = PPGNConfig.from_dict(saved)
+    names = stages(config)
     run_dir = prepare_run_dir(
-        out, config, AGENT, resume, resumable=RESUMABLE, extra={"data": data_spec}
+        out,
+        config,
+        AGENT,
+        resume,
+        resumable=RESUMABLE,
+        extra={"data": data_spec},
+        total_steps=sum(stage_epochs(config, stage) for stage in names),
+        length_key="the stage epochs",
     )
     try:
         return _train_stages(data, run_dir, config, dev, resume, progress, tensorboard)
