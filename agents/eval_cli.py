@@ -48,13 +48,13 @@ def evaluate_policy_run(
 ) -> dict[str, Any]:
     """NLL-test (and NLL-oracle), BLEU-4 and unique n-grams of an LSTM-policy run's generator."""
     from agents.bench.evaluate import EvalData, EvalSettings, evaluate
-    from agents.runtime import build_config, load_checkpoint
+    from agents.runtime import build_config, config_fields, load_checkpoint
     from textgan_envs.vocab import Vocabulary
 
     agent = str(saved["agent"])
-    values = {k: v for k, v in saved.items() if k != "agent"}
-    values.update(device=device, progress=False)
-    cfg = build_config(_config_class(agent), values)
+    cls = _config_class(agent)
+    values = {**config_fields(saved, cls), "device": device, "progress": False}
+    cfg = build_config(cls, values)
     if not has_checkpoint(run_dir):
         raise RunDirError(f"{run_dir} has no {CHECKPOINT_NAME} to evaluate")
     setup = build_setup(cfg, run_dir, resume=True)  # with a checkpoint: no pre-training

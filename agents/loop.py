@@ -6,8 +6,8 @@ A text agent's ``train(cfg, resume)`` is three moves::
     g_opt = torch.optim.Adam(run.setup.policy.parameters(), lr=cfg.g_lr)
     return adversarial_loop(run, update, optimizers={"generator": g_opt})
 
-:func:`start_run` prepares and locks the run directory, seeds the run and builds its
-:class:`Setup`;
+:func:`start_run` seeds the run, reads its data (so a bad corpus fails before anything is
+written), prepares and locks the run directory and builds its :class:`Setup`;
 :func:`adversarial_loop` registers the agent's own modules, optimisers and scalar state,
 resumes or starts the checkpoint (:func:`agents.runtime.resume_or_start`) and runs
 ``update(step)`` in SeqGAN's schedule with discriminator rounds, evaluation, logging and
@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from agents.runtime import (
+    RESUMABLE_CHANGES,
     RunState,
     check_finite,
     current_context,
@@ -42,9 +43,11 @@ from agents.runtime import (
 from agents.setup import (
     PARTIAL_CHECKPOINTS,
     CommonConfig,
+    RunData,
     Setup,
     build_setup,
     discriminator_round,
+    load_data,
 )
 
 Update = Callable[[int], Mapping[str, float]]
@@ -77,10 +80,22 @@ class Run:
         )
 
 
-def open_run_dir(cfg: CommonConfig, agent: str, resume: bool) -> Path:
-    """``prepare_run_dir`` for a text run: its pre-training checkpoint, its length."""
+#: What a text run may change on resume: the run layer's keys, and the corpus's loading counts
+#: (recorded for the reader; the data itself is pinned by corpus_path and the config).
+TEXT_RESUMABLE = RESUMABLE_CHANGES | {"corpus"}
+
+
+def open_run_dir(cfg: CommonConfig, agent: str, resume: bool, data: RunData) -> Path:
+    """``prepare_run_dir`` for a text run: its data record, its pre-training checkpoint, its length."""
     return prepare_run_dir(
-        cfg.out_dir, cfg, agent, resume, total_steps=cfg.total_steps, partial=PARTIAL_CHECKPOINTS
+        cfg.out_dir,
+        cfg,
+        agent,
+        resume,
+        resumable=TEXT_RESUMABLE,
+        extra=data.record(),
+        total_steps=cfg.total_steps,
+        partial=PARTIAL_CHECKPOINTS,
     )
 
 
@@ -95,12 +110,14 @@ def start_run(
     """Run directory, seeds and :class:`Setup` (``num_envs`` env rows rewarded by ``reward_mode``).
 
     The run starts with the generator and the discriminator (and the discriminator's
-    optimiser); the agent adds its own in :func:`adversarial_loop`.
+    optimiser); the agent adds its own in :func:`adversarial_loop`. The data is read before
+    the run directory is touched, so a bad corpus leaves nothing behind.
     """
-    run_dir = open_run_dir(cfg, agent, resume)
     seed_everything(cfg.seed)
+    data = load_data(cfg)
+    run_dir = open_run_dir(cfg, agent, resume, data)
     try:
-        setup = build_setup(cfg, run_dir, resume, num_envs or cfg.batch_size, reward_mode)
+        setup = build_setup(cfg, run_dir, resume, num_envs or cfg.batch_size, reward_mode, data)
     except BaseException:
         release_run_dir(run_dir)
         raise

@@ -28,7 +28,7 @@ agent sees exactly the env's rewards at a fraction of the cost. Run it with
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -42,10 +42,12 @@ from agents.loop import clip_and_step
 from agents.maskgan_metrics import FillEvaluator
 from agents.runtime import (
     CHECKPOINT_NAME,
+    RESUMABLE_CHANGES,
     RunDirError,
     RunState,
     build_config,
     check_finite,
+    config_fields,
     load_checkpoint,
     make_generator,
     open_logger,
@@ -59,7 +61,13 @@ from agents.runtime import (
     seed_stream,
 )
 from agents.seq2seq import Seq2SeqGenerator, mask_mle_loss
-from textgan_envs.corpus import encode_sentences, load_corpus, train_valid_split
+from textgan_envs.corpus import (
+    Corpus,
+    encode_sentences,
+    load_corpus,
+    split_corpus,
+    warn_if_lossy,
+)
 from textgan_envs.device import resolve_device
 from textgan_envs.discriminators.maskgan import (
     MaskGANDiscriminator,
@@ -216,22 +224,46 @@ def build_models(
     return gen, disc
 
 
-def build_setup(cfg: MaskGANConfig, run_dir: Path | None) -> MaskGANSetup:
-    """Load and split the corpus, build the vocabulary (saved to ``run_dir``), models, evaluator."""
-    device = resolve_device(cfg.device)
+@dataclass
+class MaskGANData:
+    """The corpus split, its vocabulary and the BLEU references: read before the run directory."""
+
+    corpus: Corpus
+    train: list[Sequence[str]]
+    valid: list[Sequence[str]]
+    vocab: Vocabulary
+    test: list[Sequence[str]]
+
+
+def load_data(cfg: MaskGANConfig, warn: bool = True) -> MaskGANData:
+    """Read and split the corpus and build the vocabulary; ``CorpusError`` naming a bad file.
+
+    With ``warn``, one ``CorpusWarning`` when lines were cut to ``seq_len``.
+    """
     corpus = load_corpus(cfg.corpus_path, max_len=cfg.seq_len)  # type: ignore[arg-type]
-    sentences = corpus.sentences[: cfg.max_sentences]
-    train_s, valid_s = train_valid_split(sentences, cfg.valid_fraction, seed=cfg.seed)
+    if warn:
+        warn_if_lossy(corpus, stacklevel=3)
+    train_s, valid_s = split_corpus(corpus, cfg.valid_fraction, cfg.seed, cfg.max_sentences)
     vocab = Vocabulary.build(train_s, max_size=cfg.vocab_size)
-    if run_dir is not None:
-        vocab.save(Path(run_dir) / "vocab.json")
-    train = encode_sentences(train_s, vocab, cfg.seq_len).to(device)
-    valid = encode_sentences(valid_s[: cfg.n_eval], vocab, cfg.seq_len).to(device)
     if cfg.test_path:
         test_s = load_corpus(cfg.test_path, max_len=cfg.seq_len).sentences
         test_s = test_s[: cfg.max_test_sentences]
     else:
         test_s = list(valid_s)
+    return MaskGANData(corpus, train_s, valid_s, vocab, test_s)
+
+
+def build_setup(
+    cfg: MaskGANConfig, run_dir: Path | None, data: MaskGANData | None = None
+) -> MaskGANSetup:
+    """Models and evaluator on :func:`load_data`'s data (read here, quietly, unless given); vocabulary saved to ``run_dir``."""
+    device = resolve_device(cfg.device)
+    data = load_data(cfg, warn=False) if data is None else data
+    vocab, train_s, valid_s, test_s = data.vocab, data.train, data.valid, data.test
+    if run_dir is not None:
+        vocab.save(Path(run_dir) / "vocab.json")
+    train = encode_sentences(train_s, vocab, cfg.seq_len).to(device)
+    valid = encode_sentences(valid_s[: cfg.n_eval], vocab, cfg.seq_len).to(device)
     generator, discriminator = build_models(cfg, len(vocab), device)
     evaluator = FillEvaluator(
         valid,
@@ -404,16 +436,25 @@ def train(cfg: MaskGANConfig, resume: bool = False) -> dict[str, float]:
     """Run MaskGAN in ``cfg.out_dir`` (resuming from its checkpoint when ``resume``); return the last metrics."""
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
-    run_dir = prepare_run_dir(cfg.out_dir, cfg, AGENT, resume, total_steps=cfg.n_steps)
     seed_everything(cfg.seed)
+    data = load_data(cfg)  # a bad corpus fails here, before the run directory is touched
+    run_dir = prepare_run_dir(
+        cfg.out_dir,
+        cfg,
+        AGENT,
+        resume,
+        resumable=RESUMABLE_CHANGES | {"corpus"},
+        extra={"corpus": data.corpus.counts()},
+        total_steps=cfg.n_steps,
+    )
     try:
-        return _train(cfg, resume, run_dir)
+        return _train(cfg, resume, run_dir, data)
     finally:
         release_run_dir(run_dir)
 
 
-def _train(cfg: MaskGANConfig, resume: bool, run_dir: Path) -> dict[str, float]:
-    setup = build_setup(cfg, run_dir)
+def _train(cfg: MaskGANConfig, resume: bool, run_dir: Path, data: MaskGANData) -> dict[str, float]:
+    setup = build_setup(cfg, run_dir, data)
     gen, disc = setup.generator, setup.discriminator
     optimizers = {
         "mle": torch.optim.Adam(gen.parameters(), lr=cfg.mle_lr),
@@ -510,7 +551,7 @@ def load_run(
     if agent != AGENT:
         raise RunDirError(f"{run_dir} holds a {agent!r} run, not a MaskGAN run")
     saved["device"] = str(device)
-    cfg = build_config(MaskGANConfig, saved)
+    cfg = build_config(MaskGANConfig, config_fields(saved, MaskGANConfig))
     setup = build_setup(cfg, None)
     saved_vocab = Path(run_dir) / "vocab.json"
     if saved_vocab.is_file() and Vocabulary.load(saved_vocab) != setup.vocab:

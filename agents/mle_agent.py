@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from agents.loop import evaluate, open_run_dir
 from agents.runtime import open_logger, release_run_dir, resume_or_start, seed_everything
-from agents.setup import CommonConfig, build_setup
+from agents.setup import CommonConfig, build_setup, load_data
 
 
 @dataclass
@@ -29,10 +29,11 @@ def train(cfg: MLEAgentConfig, resume: bool = False) -> dict[str, float]:
 
     A resume of a finished run (its step-0 checkpoint written) raises ``RunFinished``.
     """
-    run_dir = open_run_dir(cfg, "mle", resume)
     seed_everything(cfg.seed)
+    data = load_data(cfg)
+    run_dir = open_run_dir(cfg, "mle", resume, data)
     try:
-        setup = build_setup(cfg, run_dir, resume)
+        setup = build_setup(cfg, run_dir, resume, data=data)
         modules = {"policy": setup.policy, "discriminator": setup.discriminator}
         state, resumed = resume_or_start(
             run_dir,

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from agents.runtime import (
+    ConfigError,
     broadcast_object,
     current_context,
     has_checkpoint,
@@ -126,6 +127,64 @@ PARTIAL_CHECKPOINTS = ("mle/mle_checkpoint.pt",)
 
 
 @dataclass
+class RunData:
+    """A run's real data, read and checked before its run directory is touched.
+
+    ``corpus`` (the loading counts) is set for a corpus, ``oracle`` for the oracle env.
+    """
+
+    real: Tensor
+    valid: Tensor
+    vocab_size: int
+    start_token: int
+    oracle: nn.Module | None = None
+    vocab: Any = None
+    corpus: Any = None
+
+    def record(self) -> dict[str, Any]:
+        """What ``config.json`` records about the data (the corpus's loading counts)."""
+        return {} if self.corpus is None else {"corpus": self.corpus.counts()}
+
+
+def load_data(cfg: CommonConfig, warn: bool = True) -> RunData:
+    """Real and held-out data of ``cfg`` (oracle samples or the corpus), deterministic in ``cfg.seed``.
+
+    Raises :class:`~textgan_envs.corpus.CorpusError` (a corpus that is missing, a directory,
+    empty, not UTF-8, without sentences, too small to split) or :class:`ConfigError` (a missing
+    oracle file), naming the file; with ``warn``, warns (one
+    :class:`~textgan_envs.corpus.CorpusWarning`) when lines were cut to ``seq_len`` or left out.
+    """
+    device = resolve_device(cfg.device)
+    if cfg.env_id == "textgan/Oracle-v0":
+        from textgan_envs.oracle import OracleLSTM
+
+        if cfg.oracle_path:
+            try:
+                oracle = OracleLSTM.from_npz(cfg.oracle_path, seq_len=cfg.seq_len, device=device)
+            except (OSError, ValueError, KeyError) as exc:
+                raise ConfigError(f"config key 'oracle_path': {exc}") from None
+        else:
+            oracle = OracleLSTM.random(
+                cfg.oracle_seed, vocab_size=cfg.vocab_size, seq_len=cfg.seq_len, device=device
+            )
+        data_gen = make_generator(seed_stream(cfg.seed, "oracle_data"), device)
+        real = oracle.sample(cfg.n_real, generator=data_gen)
+        valid = oracle.sample(cfg.n_valid, generator=data_gen)
+        return RunData(real, valid, oracle.vocab_size, oracle.start_token, oracle=oracle)
+    from textgan_envs.corpus import encode_sentences, load_corpus, split_corpus, warn_if_lossy
+    from textgan_envs.vocab import Vocabulary
+
+    corpus = load_corpus(cfg.corpus_path, level=cfg.corpus_level, max_len=cfg.seq_len)
+    if warn:
+        warn_if_lossy(corpus, stacklevel=3)
+    train_s, valid_s = split_corpus(corpus, seed=cfg.seed)
+    vocab = Vocabulary.build(train_s, max_size=cfg.vocab_size)
+    real = encode_sentences(train_s, vocab, cfg.seq_len).to(device)
+    valid = encode_sentences(valid_s[: cfg.n_valid], vocab, cfg.seq_len).to(device)
+    return RunData(real, valid, len(vocab), Vocabulary.BOS, vocab=vocab, corpus=corpus)
+
+
+@dataclass
 class Setup:
     """What every adversarial agent trains on: data, the generator, the discriminator, evaluation.
 
@@ -153,8 +212,12 @@ def build_setup(
     resume: bool,
     num_envs: int | None = None,
     reward_mode: str = "prob",
+    data: RunData | None = None,
 ) -> Setup:
     """Data, MLE-initialised generator and discriminator, deterministically from ``cfg.seed``.
+
+    ``data`` is :func:`load_data`'s result when the caller read it already (before preparing
+    the run directory, warning about the corpus); otherwise it is read here, quietly.
 
     Also the agent's vector env (``setup.venv``): ``num_envs`` rows (default
     ``cfg.batch_size``, one episode per sequence of a generator update) rewarded by
@@ -168,31 +231,11 @@ def build_setup(
     from textgan_envs.discriminators import build_discriminator, make_discriminator_optimizer
 
     device = resolve_device(cfg.device)
-    oracle, vocab = None, None
-    if cfg.env_id == "textgan/Oracle-v0":
-        from textgan_envs.oracle import OracleLSTM
-
-        if cfg.oracle_path:
-            oracle = OracleLSTM.from_npz(cfg.oracle_path, seq_len=cfg.seq_len, device=device)
-        else:
-            oracle = OracleLSTM.random(
-                cfg.oracle_seed, vocab_size=cfg.vocab_size, seq_len=cfg.seq_len, device=device
-            )
-        data_gen = make_generator(seed_stream(cfg.seed, "oracle_data"), device)
-        real = oracle.sample(cfg.n_real, generator=data_gen)
-        valid = oracle.sample(cfg.n_valid, generator=data_gen)
-        vocab_size, start_token = oracle.vocab_size, oracle.start_token
-    else:
-        from textgan_envs.corpus import encode_sentences, load_corpus, train_valid_split
-        from textgan_envs.vocab import Vocabulary
-
-        corpus = load_corpus(cfg.corpus_path, level=cfg.corpus_level, max_len=cfg.seq_len)
-        train_s, valid_s = train_valid_split(corpus.sentences, seed=cfg.seed)
-        vocab = Vocabulary.build(train_s, max_size=cfg.vocab_size)
+    data = load_data(cfg, warn=False) if data is None else data
+    oracle, vocab, real, valid = data.oracle, data.vocab, data.real, data.valid
+    vocab_size, start_token = data.vocab_size, data.start_token
+    if vocab is not None:
         vocab.save(run_dir / "vocab.json")
-        real = encode_sentences(train_s, vocab, cfg.seq_len).to(device)
-        valid = encode_sentences(valid_s[: cfg.n_valid], vocab, cfg.seq_len).to(device)
-        vocab_size, start_token = len(vocab), Vocabulary.BOS
 
     from agents.policies import LSTMPolicy
 

@@ -5,23 +5,27 @@
 
 Config precedence: the agent's dataclass defaults < ``--config`` JSON < ``--env``/``--out`` <
 ``--set`` (left to right). The whole config is checked (unknown key, wrong type, negative count,
-cross-field rules) before anything is built or written; errors name the key and exit with 2.
-Run-directory refusals (a run already there, another process on it, a resume with another
-config, a corrupt checkpoint) and a NaN exit with 1; ``--resume`` of a finished run says so and
-exits 0.
+cross-field rules) before anything is built or written; errors name the key and exit with 2, as
+do a bad data file or ``--out`` path (one line naming it; nothing is created). Run-directory
+refusals (a run already there, another process on it, a resume with another config, a corrupt
+checkpoint) and a NaN exit with 1; ``--resume`` of a finished run says so and exits 0.
 Also runnable as ``python -m agents.train``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import sys
+import warnings
+from collections.abc import Iterator
 
 from agents import runtime as tr
 from agents.registry import AGENTS, agent_spec, train_agents
 from agents.runtime import CheckpointError, ConfigError, load_config, relaunch_under_torchrun
+from textgan_envs.corpus import CorpusError, CorpusWarning
 
 
 def _agent_help() -> str:
@@ -118,11 +122,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"textgan train: error: {exc}", file=sys.stderr)
             return 2
     try:
-        metrics = train_fn(cfg, resume=args.resume)
+        with data_warnings_as_lines("textgan train"):
+            metrics = train_fn(cfg, resume=args.resume)
     except tr.RunFinished as exc:  # a resume with nothing left to do: nothing written
         if ctx is None or ctx.is_main:
             print(f"textgan train: {exc}")
         metrics = {}
+    except (ConfigError, CorpusError) as exc:  # a bad --out or data file: a usage error
+        print(f"textgan train: error: {exc}", file=sys.stderr)
+        return 2
     except (tr.RunDirError, CheckpointError, tr.NonFiniteError) as exc:
         print(f"textgan train: error: {exc}", file=sys.stderr)
         return 1  # non-zero exit: torchrun then stops the other ranks
@@ -136,6 +144,23 @@ def main(argv: list[str] | None = None) -> int:
         summary = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float))
         print(f"done: {summary}")
     return 0
+
+
+@contextlib.contextmanager
+def data_warnings_as_lines(prog: str) -> Iterator[None]:
+    """Show each :class:`CorpusWarning` (lines cut or dropped) as one ``prog: warning:`` line."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", CorpusWarning)
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+            if issubclass(category, CorpusWarning):
+                print(f"{prog}: warning: {message}", file=sys.stderr)
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
 
 
 if __name__ == "__main__":

@@ -13,12 +13,16 @@ Loading policy (one place, so every experiment reads data the same way):
   (``overlong="truncate"``, counted in ``n_truncated``) or left out (``overlong="drop"``,
   counted in ``n_dropped``).
 * A missing file, an empty file, or a file left with no sentence raises :class:`CorpusError`.
+* Nothing is cut or left out silently: :meth:`Corpus.counts` holds the counts (the trainers
+  record them in the run's ``config.json``) and :func:`warn_if_lossy` issues one
+  :class:`CorpusWarning` with them when any line was cut or dropped.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +35,10 @@ from textgan_envs.vocab import Vocabulary
 
 class CorpusError(ValueError):
     """A corpus file cannot be read as one-sentence-per-line UTF-8 text."""
+
+
+class CorpusWarning(UserWarning):
+    """Lines of a corpus were cut to ``max_len`` tokens or left out."""
 
 
 @dataclass
@@ -53,9 +61,40 @@ class Corpus:
     """Sentences longer than ``max_len`` left out."""
     max_len: int | None = field(default=None)
     """The length limit applied, if any."""
+    longest: int = 0
+    """Tokens in the longest line, before any cut."""
 
     def __len__(self) -> int:
         return len(self.sentences)
+
+    def counts(self) -> dict[str, int | None]:
+        """What the loading policy did, as plain numbers (recorded in a run's ``config.json``)."""
+        return {
+            "sentences": len(self.sentences),
+            "lines": self.n_lines,
+            "empty_skipped": self.n_empty_skipped,
+            "truncated": self.n_truncated,
+            "dropped": self.n_dropped,
+            "max_len": self.max_len,
+            "longest_line_tokens": self.longest,
+        }
+
+    def loss_report(self) -> str | None:
+        """One line on the lines that were cut or dropped (and why); ``None`` when none were."""
+        if not (self.n_truncated or self.n_dropped):
+            return None
+        parts = []
+        if self.n_truncated:
+            parts.append(f"{self.n_truncated} cut to their first {self.max_len} tokens")
+        if self.n_dropped:
+            parts.append(f"{self.n_dropped} left out")
+        report = (
+            f"corpus file {self.path}: {' and '.join(parts)} of {self.n_lines} lines, longer "
+            f"than max_len={self.max_len} ({self.level} tokens; the longest has {self.longest})"
+        )
+        if self.n_empty_skipped:
+            report += f"; {self.n_empty_skipped} empty lines skipped"
+        return report
 
     def summary(self) -> str:
         """One line describing what was loaded and what was skipped, cut or dropped."""
@@ -106,6 +145,7 @@ def load_corpus(
                 f"{exc.start} of the line)"
             ) from None
         tokens = line.split() if level == "word" else list(line.strip())
+        corpus.longest = max(corpus.longest, len(tokens))
         if not tokens:
             corpus.n_empty_skipped += 1
             continue
@@ -122,6 +162,31 @@ def load_corpus(
             f"{corpus.n_empty_skipped} empty, {corpus.n_dropped} longer than max_len={max_len})"
         )
     return corpus
+
+
+def warn_if_lossy(corpus: Corpus, stacklevel: int = 2) -> None:
+    """One :class:`CorpusWarning` with the counts when lines of ``corpus`` were cut or dropped."""
+    report = corpus.loss_report()
+    if report is not None:
+        warnings.warn(report, CorpusWarning, stacklevel=stacklevel + 1)
+
+
+def split_corpus(
+    corpus: Corpus, valid_fraction: float = 0.1, seed: int = 0, limit: int | None = None
+) -> tuple[list[Sequence[str]], list[Sequence[str]]]:
+    """:func:`train_valid_split` of ``corpus``'s (first ``limit``) sentences.
+
+    :class:`CorpusError` naming the file when there are too few for both parts.
+    """
+    sentences = corpus.sentences[:limit]
+    try:
+        return train_valid_split(sentences, valid_fraction, seed)
+    except ValueError as exc:
+        n = len(sentences)
+        raise CorpusError(
+            f"corpus file {corpus.path} has {n} usable sentence{'s' if n != 1 else ''}: too "
+            f"few to hold out a validation split ({exc})"
+        ) from None
 
 
 def train_valid_split(

@@ -240,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         bench = config_from_args(args)
         out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise BenchArgumentError(f"--out {out} is an existing file, not a directory")
         check_out_dir(out, bench)
         from agents.bench.grid import check_launcher
 

@@ -205,6 +205,16 @@ def check_field_types(cfg: Any) -> None:
             raise ConfigError(f"{cls.__name__}.{f.name}={value!r}: {reason}") from None
 
 
+def config_fields(saved: Mapping[str, Any], cls: type) -> dict[str, Any]:
+    """The entries of a run's saved ``config.json`` that are fields of the dataclass ``cls``.
+
+    ``config.json`` also holds ``"agent"`` and what a trainer records beside its config (where
+    the data came from, the corpus's loading counts); rebuilding the config skips those.
+    """
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    return {k: v for k, v in saved.items() if k in names}
+
+
 def config_to_dict(cfg: Any) -> dict[str, Any]:
     """A JSON-ready dict of a dataclass config (tuples become lists)."""
     return json.loads(json.dumps(dataclasses.asdict(cfg)))

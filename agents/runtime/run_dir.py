@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.runtime.checkpoint import load_checkpoint
-from agents.runtime.config import build_config, config_to_dict
+from agents.runtime.config import ConfigError, build_config, config_to_dict
 from agents.runtime.distributed import broadcast_object, current_context
 from agents.runtime.errors import (
     NoCheckpointError,
@@ -122,9 +122,16 @@ def _prepare(
     length_key: str,
     partial: tuple[str, ...],
 ) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"run directory {run_dir} is an existing file, not a directory (--out)")
     if resume and not has_run_state(run_dir, partial):
         raise NoCheckpointError(f"no checkpoint in {run_dir}; drop --resume to start a new run")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create run directory {run_dir}: {exc.strerror or exc} (--out)"
+        ) from None
     took_lock = not holds_lock(run_dir)
     lock_run_dir(run_dir)
     try:
