@@ -15,6 +15,7 @@ from agents.runtime import (
     RunState,
     load_checkpoint,
     prepare_run_dir,
+    remove_stale_temp_files,
     save_run_checkpoint,
 )
 from agents.setup import CommonConfig
@@ -127,6 +128,33 @@ def test_a_start_killed_during_pretraining_resumes_from_its_mle_checkpoint(
     assert train_cli.main(_argv(run)) == 1  # a fresh start would overwrite the pre-training
     assert train_cli.main([*_argv(run), "--resume"]) == 0
     assert load_checkpoint(run / "checkpoint.pt", ["step"])["step"] == 2
+
+
+def test_stale_temp_files_of_killed_writes_are_removed_on_resume(
+    finished_run: Path, tmp_path: Path
+) -> None:
+    run = _copy(finished_run, tmp_path / "run")
+    stale = [
+        run / ".checkpoint.pt.k1lled.tmp",  # atomic_save's temp file
+        run / "config.json.tmp",
+        run / "mle" / ".mle_checkpoint.pt.x9.tmp",
+    ]
+    for path in stale:
+        path.write_bytes(b"half a checkpoint")
+    assert train_cli.main([*_argv(run, "reinforce", "total_steps=3"), "--resume"]) == 0
+    assert not any(p.exists() for p in stale)
+
+
+def test_temp_file_cleaning_leaves_other_runs_and_other_files_alone(tmp_path: Path) -> None:
+    (tmp_path / "inner").mkdir()
+    (tmp_path / "inner" / ".lock").write_text("123\n")  # another run, maybe alive
+    kept = [tmp_path / "inner" / ".x.tmp", tmp_path / "notes.txt", tmp_path / "a.tmpl"]
+    gone = [tmp_path / ".checkpoint.pt.ab.tmp", tmp_path / "sub" / "y.tmp"]
+    (tmp_path / "sub").mkdir()
+    for path in kept + gone:
+        path.write_text("x")
+    assert sorted(remove_stale_temp_files(tmp_path)) == sorted(gone)
+    assert all(p.exists() for p in kept)
 
 
 def test_a_checkpoint_of_another_shape_is_a_clear_error(tmp_path: Path) -> None:

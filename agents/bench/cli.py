@@ -260,7 +260,7 @@ def run(
     """Run (or resume) the bench in ``out``, write every output, print the summary table."""
     from agents.bench.grid import GridError, run_grid
     from agents.bench.runners import BenchRunner
-    from agents.runtime import RunLockedError, lock_run_dir, unlock_run_dir
+    from agents.runtime import RunLockedError, lock_run_dir, remove_stale_temp_files, unlock_run_dir
 
     out.mkdir(parents=True, exist_ok=True)
     try:
@@ -269,6 +269,7 @@ def run(
         print(f"textgan bench: error: {exc}", file=sys.stderr)
         return 1
     try:
+        remove_stale_temp_files(out)  # of writes a killed bench left in out/, pretrained/, cells/
         (out / "config.json").write_text(json.dumps(bench.to_dict(), indent=2) + "\n")
         runner = BenchRunner(bench)
         seeds = list(range(bench.seeds))

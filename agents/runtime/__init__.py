@@ -20,7 +20,12 @@ module                         holds
 =============================  =============================================================
 """
 
-from agents.runtime.checkpoint import CheckpointError, atomic_save, load_checkpoint
+from agents.runtime.checkpoint import (
+    CheckpointError,
+    atomic_save,
+    load_checkpoint,
+    remove_stale_temp_files,
+)
 from agents.runtime.config import (
     ConfigError,
     build_config,
@@ -139,6 +144,7 @@ __all__ = [
     "read_run_config",
     "relaunch_under_torchrun",
     "release_run_dir",
+    "remove_stale_temp_files",
     "resume_or_start",
     "rng_state",
     "save_run_checkpoint",

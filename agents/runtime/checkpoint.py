@@ -4,7 +4,9 @@ Why: a run killed mid-write must never leave a half-written file where the last
 good checkpoint was, and a checkpoint from somewhere else must never be
 unpickled. So saves go to a temporary file in the same directory and are
 renamed over the target (atomic on POSIX), and loads use
-``torch.load(weights_only=True)`` and turn every failure into one clear error.
+``torch.load(weights_only=True)`` and turn every failure into one clear error. A process
+killed mid-write leaves its temporary file behind (``.NAME.*.tmp``): the run layer removes
+those with :func:`remove_stale_temp_files` when the run starts or resumes, under its lock.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from agents.runtime.run_lock import LOCK_NAME
 
 
 class CheckpointError(RuntimeError):
@@ -66,3 +70,28 @@ def load_checkpoint(
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks required entries: {', '.join(missing)}")
     return state
+
+
+#: What an interrupted atomic write leaves: ``atomic_save``'s ``.NAME.*.tmp`` and the
+#: ``NAME.tmp`` / ``.NAME.tmp`` of the other atomic writers (config.json, the bench's files).
+TEMP_PATTERN = "*.tmp"
+
+
+def remove_stale_temp_files(directory: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temp files of interrupted atomic writes in ``directory`` and its subdirectories.
+
+    One level deep (``mle/``, ``checkpoints/``, ``snapshots/``), never into a subdirectory that
+    holds a lock file of its own (another run). Only safe while no other process writes there:
+    the run layer calls it under the run's lock. Returns the removed paths.
+    """
+    root = Path(directory)
+    folders = [root] + [
+        sub for sub in root.iterdir() if sub.is_dir() and not (sub / LOCK_NAME).exists()
+    ]
+    removed: list[Path] = []
+    for folder in folders:
+        for tmp in folder.glob(TEMP_PATTERN):
+            if tmp.is_file():
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+    return removed

@@ -18,7 +18,7 @@ run has been checked against what the directory holds:
    on, not what it computes), checked against ``config.json`` or, when that is gone, against
    the config the checkpoint stores; a resume of a run that already reached its last step is
    :class:`RunFinished` (the commands report it and exit 0);
-4. only then is ``config.json`` written.
+4. only then are stale temp files of interrupted writes removed and ``config.json`` written.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from agents.runtime.checkpoint import load_checkpoint
+from agents.runtime.checkpoint import load_checkpoint, remove_stale_temp_files
 from agents.runtime.config import ConfigError, build_config, config_to_dict
 from agents.runtime.distributed import broadcast_object, current_context
 from agents.runtime.errors import (
@@ -144,6 +144,7 @@ def _prepare(
                     f"{run_dir} already holds a run ({found}); pass --resume to continue it "
                     "or choose another --out"
                 )
+        remove_stale_temp_files(run_dir)
         config_path = run_dir / CONFIG_NAME
         tmp = config_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(resolved, indent=2, sort_keys=True) + "\n")
