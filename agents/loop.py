@@ -76,7 +76,13 @@ class Run:
     def save(self) -> Path:
         """Checkpoint everything the run holds (collective in a data-parallel run)."""
         return save_run_checkpoint(
-            self.run_dir, self.state, self.modules, self.optimizers, self.generators, self.agent
+            self.run_dir,
+            self.state,
+            self.modules,
+            self.optimizers,
+            self.generators,
+            self.agent,
+            keep=self.cfg.keep_checkpoints,
         )
 
 
@@ -180,6 +186,7 @@ def _loop(
         run.agent,
         setup.device,
         scalars,
+        keep=cfg.keep_checkpoints,
     )
     state = run.state
     is_main = current_context().is_main

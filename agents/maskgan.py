@@ -156,6 +156,9 @@ class MaskGANConfig:
     """Full evaluation every this many steps, plus at every phase end (0: phase ends only)."""
     checkpoint_every: int = field(default=200, metadata={"min": 1})
     """Checkpoint every this many steps (and at the end)."""
+    keep_checkpoints: int = field(default=1, metadata={"min": 1})
+    """Checkpoints kept on disk: 1 keeps only ``checkpoint.pt``; K > 1 also the last K as
+    ``checkpoints/step-N.pt``."""
     tensorboard: bool = True
     """Also log to TensorBoard (``<out_dir>/tensorboard``)."""
     progress: bool = True
@@ -469,7 +472,15 @@ def _train(cfg: MaskGANConfig, resume: bool, run_dir: Path, data: MaskGANData) -
     }
     modules = {"generator": gen, "discriminator": disc}
     state, resumed = resume_or_start(
-        run_dir, resume, modules, optimizers, gens, AGENT, setup.device, {"baseline": None}
+        run_dir,
+        resume,
+        modules,
+        optimizers,
+        gens,
+        AGENT,
+        setup.device,
+        {"baseline": None},
+        keep=cfg.keep_checkpoints,
     )
 
     def update(step: int) -> dict[str, float]:
@@ -486,7 +497,9 @@ def _train(cfg: MaskGANConfig, resume: bool, run_dir: Path, data: MaskGANData) -
         return metrics
 
     def save() -> None:
-        save_run_checkpoint(run_dir, state, modules, optimizers, gens, AGENT)
+        save_run_checkpoint(
+            run_dir, state, modules, optimizers, gens, AGENT, keep=cfg.keep_checkpoints
+        )
 
     return phase_loop(cfg, setup, state, update, save, run_dir, resumed)
 

@@ -43,6 +43,7 @@ def train(cfg: MLEAgentConfig, resume: bool = False) -> dict[str, float]:
             {},
             "mle",
             setup.device,
+            keep=cfg.keep_checkpoints,
         )
         metrics = evaluate(setup, cfg, 0)
         logger = open_logger(run_dir, state, resumed, cfg.tensorboard)

@@ -106,6 +106,9 @@ class CommonConfig:
     """Generator samples scored by the oracle for NLL-oracle."""
     checkpoint_every: int = field(default=10, metadata={"min": 1})
     """Checkpoint every this many iterations (and always at the end)."""
+    keep_checkpoints: int = field(default=1, metadata={"min": 1})
+    """Checkpoints kept on disk: 1 keeps only ``checkpoint.pt``; K > 1 also the last K as
+    ``checkpoints/step-N.pt`` (``checkpoint.pt`` is a hard link to the newest)."""
     tensorboard: bool = True
     """Also log to TensorBoard (``<out_dir>/tensorboard``)."""
     progress: bool = True

@@ -11,6 +11,7 @@ module                         holds
 ``runtime.run_dir``            the run directory: checks before any write, ``config.json``
 ``runtime.run_lock``           one writer per run directory (``flock``, released on death)
 ``runtime.errors``             :class:`RunDirError` and the refusals of a run directory
+``runtime.checkpoint_history`` the last K checkpoints of a run (``keep_checkpoints``)
 ``runtime.run_checkpoint``     :class:`RunState`, the run checkpoint, :func:`resume_or_start`
 ``runtime.seeding``            named seed streams, global seeding, RNG-state capture
 ``runtime.guards``             the NaN/inf guard and the gradient norm
@@ -26,6 +27,7 @@ from agents.runtime.checkpoint import (
     load_checkpoint,
     remove_stale_temp_files,
 )
+from agents.runtime.checkpoint_history import kept_checkpoints
 from agents.runtime.config import (
     ConfigError,
     build_config,
@@ -131,6 +133,7 @@ __all__ = [
     "has_run_state",
     "holds_lock",
     "init_distributed",
+    "kept_checkpoints",
     "load_checkpoint",
     "load_config",
     "load_run_checkpoint",

@@ -14,7 +14,8 @@ A run killed at any point and resumed therefore continues exactly like one that 
 interrupted (tested with a real SIGKILL in tests/test_resume_kill.py).
 
 Every checkpoint also stores the run's ``config.json`` (``"config"``), so a resume can be
-checked against it even when ``config.json`` is gone.
+checked against it even when ``config.json`` is gone. ``keep`` > 1 keeps the last ``keep``
+checkpoints as step files beside ``checkpoint.pt`` (:mod:`agents.runtime.checkpoint_history`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from agents.runtime import checkpoint_history as history
 from agents.runtime.checkpoint import CheckpointError, atomic_save, load_checkpoint
 from agents.runtime.distributed import barrier, current_context, gather_objects
 from agents.runtime.run_dir import CHECKPOINT_NAME, CONFIG_NAME, has_checkpoint
@@ -58,12 +60,16 @@ def save_run_checkpoint(
     optimizers: Mapping[str, torch.optim.Optimizer],
     generators: Mapping[str, torch.Generator],
     agent: str,
+    keep: int = 1,
 ) -> Path:
     """Write modules, optimisers, generator states, global RNGs and ``state`` atomically.
 
     Collective in a data-parallel run: every rank calls it, rank 0 writes (with every rank's
     random streams, so a resumed run continues each of them), the others wait for the file.
+    ``keep`` > 1 also keeps the last ``keep`` checkpoints as ``checkpoints/step-N.pt``.
     """
+    if keep < 1:
+        raise ValueError(f"keep must be >= 1 (checkpoints kept), got {keep}")
     ctx = current_context()
     per_rank = gather_objects(
         {"generators": {n: g.get_state() for n, g in generators.items()}, "rng": rng_state()}, ctx
@@ -91,7 +97,12 @@ def save_run_checkpoint(
         payload["policy_config"] = policy.config()  # lets `textgan sample` rebuild the generator
     if ctx.distributed:
         payload["rank_states"] = per_rank
-    atomic_save(payload, path)
+    if keep == 1:
+        atomic_save(payload, path)
+    else:
+        step_file = atomic_save(payload, history.step_path(run_dir, state.step))
+        history.publish_latest(step_file, path)
+    history.prune(run_dir, keep, state.step)
     barrier(ctx)
     return path
 
@@ -178,15 +189,16 @@ def resume_or_start(
     device: str | torch.device = "cpu",
     scalars: Mapping[str, float | None] | None = None,
     tensors: Mapping[str, Tensor] | None = None,
+    keep: int = 1,
 ) -> tuple[RunState, bool]:
     """Load the checkpoint when resuming one, else write the step-0 checkpoint; return ``(state, resumed)``.
 
     ``scalars`` and ``tensors`` are the initial small state of a fresh start. A resume
     without a run checkpoint (only a pre-training one, see ``prepare_run_dir(partial=...)``)
-    starts at step 0.
+    starts at step 0. ``keep`` is :func:`save_run_checkpoint`'s.
     """
     if resume and has_checkpoint(run_dir):
         return load_run_checkpoint(run_dir, modules, optimizers, generators, agent, device), True
     state = RunState(step=0, scalars=dict(scalars or {}), tensors=dict(tensors or {}))
-    save_run_checkpoint(run_dir, state, modules, optimizers, generators, agent)
+    save_run_checkpoint(run_dir, state, modules, optimizers, generators, agent, keep=keep)
     return state, False

@@ -4,6 +4,7 @@ Layout (the same for text agents and image trainers)::
 
     config.json        the resolved config, with "agent" added (and any entries a trainer records)
     checkpoint.pt      latest checkpoint, replaced atomically (agents/runtime/run_checkpoint.py)
+    checkpoints/       the last K checkpoints when a run keeps more than one (checkpoint_history.py)
     metrics.csv        one row per logged step (agents/runtime/logging.py); tensorboard/ beside it
     .lock              held by the process training into the directory (run_lock.py)
 
@@ -44,8 +45,10 @@ from agents.runtime.run_lock import holds_lock, lock_run_dir, unlock_run_dir
 CHECKPOINT_NAME = "checkpoint.pt"
 CONFIG_NAME = "config.json"
 # Keys that may differ between the saved config and a resumed one: they change how long or how
-# visibly a run goes on, not what it computes up to a given step.
-RESUMABLE_CHANGES = frozenset({"total_steps", "progress", "tensorboard", "out_dir", "device"})
+# visibly a run goes on (or how much history it keeps), not what it computes up to a given step.
+RESUMABLE_CHANGES = frozenset(
+    {"total_steps", "progress", "tensorboard", "out_dir", "device", "keep_checkpoints"}
+)
 
 __all__ = [
     "CHECKPOINT_NAME",

@@ -62,6 +62,9 @@ class BEGANConfig:
     """Steps between sample-grid PNGs (0 disables)."""
     checkpoint_every: int = 500
     """Steps between atomic checkpoints (the run also checkpoints at its end)."""
+    keep_checkpoints: int = 1
+    """Checkpoints kept on disk: 1 keeps only ``checkpoint.pt``; K > 1 also the last K as
+    ``checkpoints/step-N.pt``."""
     snapshot_every: int = 0
     """Steps between kept generator snapshots ``snapshots/G_<step>.pt`` for later evaluation (0 disables)."""
     channels_last: bool | None = None
@@ -83,7 +86,8 @@ class BEGANConfig:
             raise bad("init", f"must be one of {', '.join(INITS)}")
         if self.lambda_k < 0:
             raise bad("lambda_k", "must be >= 0")
-        for name in ("channels", "num_filters", "z_dim", "h_dim", "batch_size", "log_every"):
+        names = ("channels", "num_filters", "z_dim", "h_dim", "batch_size", "log_every")
+        for name in (*names, "keep_checkpoints"):
             if getattr(self, name) <= 0:
                 raise bad(name, "must be positive")
         for name in (

@@ -174,6 +174,7 @@ class BEGANTrainer:
                     AGENT,
                     self.device,
                     **self._small_state(),
+                    keep=config.keep_checkpoints,
                 )
             except BaseException:
                 release_run_dir(self.out_dir)
@@ -367,7 +368,9 @@ class BEGANTrainer:
         if self.out_dir is None:
             raise ValueError("this trainer has no run directory to checkpoint into")
         state = RunState(self.step, **self._small_state())
-        path = save_run_checkpoint(self.out_dir, state, *self._checkpointed(), AGENT)
+        path = save_run_checkpoint(
+            self.out_dir, state, *self._checkpointed(), AGENT, keep=self.config.keep_checkpoints
+        )
         return path if self.ctx.is_main else None
 
     @classmethod

@@ -75,12 +75,16 @@ class PPGNConfig:
     """Held-out fraction of the data (used for real-feature statistics in evaluation)."""
     seed: int = 0
     """Seed for the split, initialisation and minibatch order."""
+    keep_checkpoints: int = 1
+    """Checkpoints kept on disk: 1 keeps only ``checkpoint.pt``; K > 1 also the last K as
+    ``checkpoints/step-N.pt`` (one per epoch trained)."""
 
     def __post_init__(self) -> None:
         check_field_types(self)  # 2.5 epochs or True filters are refused like other bad values
         if self.image_size % 4 != 0 or self.image_size < 8:
             raise ConfigError(f"image_size must be a multiple of 4 and >= 8, got {self.image_size}")
-        for name in ("code_dim", "width", "dae_hidden", "batch_size", "num_classes"):
+        positive = ("code_dim", "width", "dae_hidden", "batch_size", "num_classes")
+        for name in (*positive, "keep_checkpoints"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.classifier_epochs < 1:

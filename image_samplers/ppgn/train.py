@@ -476,8 +476,17 @@ def _train_stages(
     optimizers = {
         f"{stage}.{key}": opt for stage in names for key, opt in _optimizers(models, stage).items()
     }
+    keep = config.keep_checkpoints
     state, resumed = resume_or_start(
-        run_dir, resume, models.modules(), optimizers, {}, AGENT, dev, **_code_state(models)
+        run_dir,
+        resume,
+        models.modules(),
+        optimizers,
+        {},
+        AGENT,
+        dev,
+        **_code_state(models),
+        keep=keep,
     )
     if resumed:
         models.code_mean = state.tensors["code_mean"].to(dev)
@@ -511,7 +520,9 @@ def _train_stages(
                 state.step += 1
                 logger.log(state.step, {f"{stage}/{k}": v for k, v in metrics.items()})
                 state = RunState(state.step, **_code_state(models))
-                save_run_checkpoint(run_dir, state, models.modules(), optimizers, {}, AGENT)
+                save_run_checkpoint(
+                    run_dir, state, models.modules(), optimizers, {}, AGENT, keep=keep
+                )
             bar.close()
             stage_idx, epoch = stage_idx + 1, 0
     finally:
