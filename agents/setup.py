@@ -289,7 +289,9 @@ def make_agent_env(setup: Setup, num_envs: int, reward_mode: str) -> TextGenerat
     needs no collective), the very object the discriminator rounds train. Episodes have the
     generator's fixed length ``T`` (no end-of-sentence stop: the agents' sequences are always
     ``T`` tokens, as the discriminator's real data is), and actions are range-checked once per
-    episode (``action_check="episode"``) so the token loop never waits for the host.
+    episode (``action_check="episode"``) so the token loop never waits for the host. The env
+    does not check the rewards for NaN (``finite_check=False``): every agent's update does,
+    naming the quantity and the step.
     """
     from textgan_envs.envs.sources import CorpusSource, OracleSource
     from textgan_envs.envs.vector_env import TextGenerationVectorEnv
@@ -312,6 +314,7 @@ def make_agent_env(setup: Setup, num_envs: int, reward_mode: str) -> TextGenerat
         as_torch=True,
         device=setup.device,
         action_check="episode",
+        finite_check=False,
     )
 
 

@@ -156,3 +156,17 @@ def test_the_finiteness_check_skips_only_built_in_discriminators_off_the_cpu() -
     assert _check_finite_here(built_in, on_cpu) and _check_finite_here(BadD(None), on_cpu)
     assert _check_finite_here(BadD(None), off_cpu)  # a user's callable: checked everywhere
     assert not _check_finite_here(built_in, off_cpu)  # no device sync for the built-in ones
+
+
+def test_a_trainer_checking_its_rewards_itself_may_turn_the_value_check_off() -> None:
+    nan = BadD(BAD_OUTPUTS["nan"][0])
+    vec = TextGenerationVectorEnv(4, V, T, discriminator=nan, finite_check=False)
+    vec.reset(seed=0)
+    for _ in range(T - 1):
+        vec.step(np.zeros(4, dtype=np.int64))
+    assert np.isnan(vec.step(np.zeros(4, dtype=np.int64))[1]).all()
+    shape = BadD(BAD_OUTPUTS["shape"][0])  # type, shape and dtype are still checked
+    vec = TextGenerationVectorEnv(4, V, T, discriminator=shape, finite_check=False)
+    vec.reset(seed=0)
+    with pytest.raises(DiscriminatorOutputError, match="shape"):
+        _finish(vec, 4)

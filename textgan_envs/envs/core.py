@@ -74,6 +74,7 @@ class TextGenerationCore:
         forbidden_tokens: Sequence[int] = (),
         discriminator_seed: int | None = 0,
         device: str | torch.device = "cpu",
+        finite_check: bool = True,
     ) -> None:
         self.num_envs = check_int("num_envs", num_envs, 1)
         self.vocab_size = check_int("vocab_size", vocab_size, 1)
@@ -97,6 +98,7 @@ class TextGenerationCore:
         self.eos_token = None if eos_token is None else int(eos_token)
         self.pad_token = 0 if pad_token is None else int(pad_token)
         self.forbidden_tokens = tuple(sorted({int(t) for t in forbidden_tokens}))
+        self.finite_check = bool(finite_check)
         self.discriminator = self._resolve_discriminator(discriminator, discriminator_seed)
 
         B, T = self.num_envs, self.seq_len
@@ -134,11 +136,13 @@ class TextGenerationCore:
         """Discriminator logits ``[k]`` (eval mode, no grad) for complete sequences ``[k, T]``.
 
         What the discriminator returns is checked (:mod:`textgan_envs.envs.disc_output`): a
-        float tensor ``[k]`` of finite values, else ``DiscriminatorOutputError`` naming it.
+        float tensor ``[k]`` of finite values (unless ``finite_check`` is off), else
+        ``DiscriminatorOutputError`` naming it.
         """
         disc = self.discriminator
         out = _call_in_eval_mode(disc, sequences.to(discriminator_device(disc, self.device)))
-        return check_sequence_logits(out, disc, sequences.shape[0]).to(self.device)
+        logits = check_sequence_logits(out, disc, sequences.shape[0], self.finite_check)
+        return logits.to(self.device)
 
     def score(self, sequences: Tensor) -> Tensor:
         """The reward of complete sequences ``[k, T]``: ``reward_fn(logits)``."""

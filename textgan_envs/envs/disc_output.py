@@ -7,8 +7,9 @@ error deep inside torch. Each check names the discriminator (its class) and the 
 Cost: the type, shape and dtype checks read tensor metadata only. The finiteness check is one
 fused ``isfinite().all()`` per scored batch (once per episode for fixed-length episodes);
 reading its result waits for the device, so on an accelerator it runs only for discriminators
-from outside :mod:`textgan_envs.discriminators` (the trainers check the rewards of the built-in
-ones themselves, with ``agents.runtime.check_finite``); on the CPU it always runs.
+from outside :mod:`textgan_envs.discriminators`; on the CPU it always runs. An env built with
+``finite_check=False`` skips it: the agents' own env does, since they check the rewards
+themselves (``agents.runtime.check_finite``, which names the quantity and the step).
 """
 
 from __future__ import annotations
@@ -66,15 +67,18 @@ def check_finite_values(values: Tensor, discriminator: Any, what: str = "logits"
     return values
 
 
-def check_sequence_logits(out: Any, discriminator: Any, rows: int) -> Tensor:
+def check_sequence_logits(out: Any, discriminator: Any, rows: int, finite: bool = True) -> Tensor:
     """A whole-sequence discriminator's output as float logits ``[rows]``, checked.
 
     A NumPy array is accepted (as a tensor); anything else that is not a tensor is refused.
+    ``finite=False`` leaves the values unchecked (type, shape and dtype still are).
     """
     if hasattr(out, "__array__") and not isinstance(out, Tensor):
         out = torch.as_tensor(out)
     logits = _check_tensor(out, discriminator, (rows,), "logits")
-    return check_finite_values(logits, discriminator).float()
+    if finite:
+        check_finite_values(logits, discriminator)
+    return logits.float()
 
 
 def check_token_logits(out: Any, discriminator: Any, rows: int, seq_len: int) -> Tensor:

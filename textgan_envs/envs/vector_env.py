@@ -67,6 +67,9 @@ class TextGenerationVectorEnv(EpisodeBoundSpec, VectorEnv):
     its episode instead of at its own step.
     `max_episode_steps`: accepted for `gym.make_vec` (which passes a spec's bound) when it
     is `None` or at least `seq_len`; episodes end by themselves after `seq_len` steps.
+    `finite_check`: refuse NaN or inf logits (`DiscriminatorOutputError`, the default); a
+    trainer that checks its rewards itself turns it off (type, shape and dtype are still
+    checked).
 
     ## Version History
 
@@ -98,6 +101,7 @@ class TextGenerationVectorEnv(EpisodeBoundSpec, VectorEnv):
         device: str | torch.device = "cpu",
         action_check: Literal["step", "episode"] = "step",
         max_episode_steps: int | None = None,
+        finite_check: bool = True,
     ) -> None:
         render_mode = check_render_mode(
             render_mode, self.metadata["render_modes"], type(self).__name__
@@ -114,6 +118,7 @@ class TextGenerationVectorEnv(EpisodeBoundSpec, VectorEnv):
             forbidden_tokens=forbidden_tokens,
             discriminator_seed=discriminator_seed,
             device=device,
+            finite_check=finite_check,
         )
         self.num_envs = self.core.num_envs
         self.vocab_size, self.seq_len = self.core.vocab_size, self.core.seq_len
