@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from textgan_envs.device import resolve_device
 from textgan_envs.discriminators.conv_bank import conv_bank_max_pool, plain_conv_bank_max_pool
+from textgan_envs.discriminators.highway import highway_step
 
 SEQGAN_FILTER_SIZES: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 20)
 SEQGAN_NUM_FILTERS: tuple[int, ...] = (100, 200, 200, 200, 200, 100, 100, 100, 100, 100, 160, 160)
@@ -44,8 +45,10 @@ class CNNDiscriminator(nn.Module):
     l2_reg_lambda: float = 0.2
     #: Sequences per forward chunk on large batches (bounds the [B, maps, T] conv outputs).
     rows_per_chunk: int = 1024
-    #: The convolutions as one GEMM per width with an argmax pooling (``conv_bank.py``);
-    #: ``False`` runs the plain ``Conv1d`` + ``amax`` formulation (same function, same weights).
+    #: Training through the fused ops: the convolutions as one GEMM per width with an argmax
+    #: pooling and a backward that touches only the argmax windows (``conv_bank.py``), and the
+    #: highway's hand-written backward (``highway.py``). ``False`` runs the plain ``Conv1d`` +
+    #: ``amax`` + autograd formulation (same function, same weights).
     fused_convs: bool = True
 
     def __init__(
@@ -105,7 +108,8 @@ class CNNDiscriminator(nn.Module):
         return torch.cat([self._forward(part) for part in tokens.split(self.rows_per_chunk)])
 
     def _forward(self, tokens: Tensor) -> Tensor:
-        h = self.highway(self.pooled_features(tokens))
+        pooled = self.pooled_features(tokens)
+        h = highway_step(self.highway, pooled) if self.fused_convs else self.highway(pooled)
         return self.output(self.dropout(h)).squeeze(1)
 
     def pooled_features(self, tokens: Tensor) -> Tensor:

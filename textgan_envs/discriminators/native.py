@@ -76,6 +76,12 @@ def _bind(library: ctypes.CDLL) -> ctypes.CDLL:
     fn.argtypes = [pointer, int64, int64, int64, int64, pointer, pointer, pointer]
     fn.argtypes += [pointer, pointer, pointer, pointer, int32, int32]
     fn.restype = int64
+    pack = library.textgan_conv_bank_pack
+    pack.argtypes = [pointer, pointer, int64, int64, int64, int32]
+    pack.restype = None
+    pool = library.textgan_conv_bank_pool
+    pool.argtypes = [pointer, int64, int64, int64, int64, int64, pointer, pointer, int32]
+    pool.restype = int64
     return library
 
 
@@ -130,6 +136,41 @@ def build_flags() -> list[str] | None:
     return _state.get("flags") if _load() is not None else None  # type: ignore[return-value]
 
 
+def _library() -> ctypes.CDLL:
+    library = _load()
+    if library is None:
+        raise RuntimeError(f"the conv-bank kernel did not build: {_state.get('failure')}")
+    return library
+
+
+def pack_filters(weight: Tensor, out: Tensor) -> None:
+    """Write a contiguous float32 CPU ``Conv1d`` weight ``[maps, E, width]`` into ``out``
+    (``maps * width * E`` floats) as tap-major rows ``[maps, width, E]``."""
+    maps, emb, width = weight.shape
+    if not weight.is_contiguous() or not out.is_contiguous() or out.numel() != weight.numel():
+        raise ValueError("pack_filters needs a contiguous weight and an output of its size")
+    _library().textgan_conv_bank_pack(
+        weight.data_ptr(), out.data_ptr(), maps, emb, width, torch.get_num_threads()
+    )
+
+
+def pool_scores(scores: Tensor, pooled: Tensor, argmax: Tensor, col: int) -> None:
+    """relu(max over positions) of one width's ``scores [B, P, maps]`` into columns
+    ``col .. col + maps`` of ``pooled [B, F]`` (float32) and its first argmax into ``argmax``
+    (int64); all contiguous CPU tensors."""
+    batch, positions, maps = scores.shape
+    if not (scores.is_contiguous() and pooled.is_contiguous() and argmax.is_contiguous()):
+        raise ValueError("pool_scores needs contiguous tensors")
+    if pooled.shape != argmax.shape or pooled.shape[0] != batch or col + maps > pooled.shape[1]:
+        raise ValueError(f"pool_scores: columns {col}..{col + maps} outside {tuple(pooled.shape)}")
+    code = _library().textgan_conv_bank_pool(
+        scores.data_ptr(), batch, positions, maps, pooled.shape[1], col,
+        pooled.data_ptr(), argmax.data_ptr(), torch.get_num_threads(),
+    )  # fmt: skip
+    if code != 0:
+        raise MemoryError("conv-bank pooling kernel: out of memory")
+
+
 def conv_bank_backward(
     x: Tensor,
     widths: Tensor,
@@ -142,12 +183,11 @@ def conv_bank_backward(
     """``(grad_x [B, T, E] or None, grad_filters)`` from the pooled gradient (see the C source).
 
     ``x`` float32 ``[B, T, E]``, ``widths``/``offsets`` int64 ``[F]``, ``filters`` packed
-    float32, ``grad`` float32 ``[B, F]`` (0 where ReLU passed none), ``argmax`` int64 ``[B, F]``;
-    all contiguous CPU tensors.
+    tap-major float32, ``grad`` float32 ``[B, F]`` (0 where ReLU passed none), ``argmax`` int64
+    ``[B, F]``; all contiguous CPU tensors. ``grad_filters`` is packed at the same offsets in
+    ``Conv1d``'s layout: each width's part is its weight's gradient.
     """
-    library = _load()
-    if library is None:
-        raise RuntimeError(f"the conv-bank kernel did not build: {_state.get('failure')}")
+    library = _library()
     batch, length, emb = x.shape
     grad_x = torch.empty_like(x) if want_grad_x else None
     grad_filters = torch.empty_like(filters)

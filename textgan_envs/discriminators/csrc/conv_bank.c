@@ -11,8 +11,11 @@
  *                          element (k, e) of its window at k * E + e
  *   g, idx   [B, F]        pooled gradient (0 where ReLU passed none) and argmax position
  *   grad_x   [B, T, E]     written (not accumulated) when want_grad_x
- *   grad_f   packed like filters, written
+ *   grad_f   at the same offsets, but in nn.Conv1d's layout: element (e, k) of filter j
+ *            at offset[j] + e * width[j] + k, so each width's part is its weight's gradient
  * The window of (b, j) is the contiguous run x[(b * T + idx[b, j]) * E .. + width[j] * E).
+ * textgan_conv_bank_pack turns one Conv1d weight [maps, E, width] into tap-major rows;
+ * textgan_conv_bank_pool is the forward's max-over-time pooling with its argmax.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -23,8 +26,9 @@
 /* grad_f[j] = sum_b g[b, j] * window(b, j): four windows streamed per pass over the row,
  * so the row (in L1) is loaded and stored once per four multiply-adds. */
 static void filter_grad(const float *x, int64_t B, int64_t T, int64_t E, int64_t F,
-                        int64_t j, int64_t n, const float *g, const int64_t *idx,
-                        float *restrict row, float *coef, const float **src) {
+                        int64_t j, int64_t width, const float *g, const int64_t *idx,
+                        float *restrict row, float *coef, const float **src, float *out) {
+    int64_t n = width * E;
     int64_t m = 0;
     for (int64_t b = 0; b < B; ++b) {
         float a = g[b * F + j];
@@ -46,25 +50,31 @@ static void filter_grad(const float *x, int64_t B, int64_t T, int64_t E, int64_t
         float a0 = coef[i];
         for (int64_t c = 0; c < n; ++c) row[c] += a0 * s0[c];
     }
+    for (int64_t e = 0; e < E; ++e)  /* tap-major row (in L1) -> Conv1d layout, written in order */
+        for (int64_t k = 0; k < width; ++k) out[e * width + k] = row[k * E + e];
 }
 
 static int filter_grads(const float *x, int64_t B, int64_t T, int64_t E, int64_t F,
                         const int64_t *width, const int64_t *offset, const float *g,
                         const int64_t *idx, float *grad_f, int threads) {
     int failed = 0;
+    int64_t widest = 0;
+    for (int64_t j = 0; j < F; ++j) widest = width[j] > widest ? width[j] : widest;
 #pragma omp parallel num_threads(threads) reduction(| : failed)
     {
         float *coef = malloc((size_t)B * sizeof(float));
         const float **start = malloc((size_t)B * sizeof(const float *));
-        if (coef == NULL || start == NULL) {
+        float *row = malloc((size_t)(widest * E) * sizeof(float));
+        if (coef == NULL || start == NULL || row == NULL) {
             failed = 1;
         } else {
 #pragma omp for schedule(dynamic, 4)
             for (int64_t j = 0; j < F; ++j)
-                filter_grad(x, B, T, E, F, j, width[j] * E, g, idx, grad_f + offset[j], coef, start);
+                filter_grad(x, B, T, E, F, j, width[j], g, idx, row, coef, start, grad_f + offset[j]);
         }
         free(coef);
         free((void *)start);
+        free(row);
     }
     return failed;
 }
@@ -74,7 +84,9 @@ static void axpy(int64_t n, float a, const float *restrict src, float *restrict 
 }
 
 /* grad_x[b] = sum_j g[b, j] * filter j placed at idx[b, j]; filters in blocks that fit L2,
- * each block applied to all of a thread's sequences before the next is read. */
+ * each block applied to all of a thread's sequences before the next is read. (Bucketing the
+ * taps by position to keep rows of grad_x in registers measured 5x slower: the taps are then
+ * gathered from scattered addresses instead of streamed.) */
 static void input_grads(int64_t B, int64_t T, int64_t E, int64_t F, const int64_t *width,
                         const int64_t *offset, const float *filters, const float *g,
                         const int64_t *idx, float *grad_x, int threads) {
@@ -118,4 +130,60 @@ int64_t textgan_conv_bank_backward(const float *x, int64_t B, int64_t T, int64_t
     if (filter_grads(x, B, T, E, F, width, offset, g, idx, grad_f, threads)) return -3;
     if (want_grad_x) input_grads(B, T, E, F, width, offset, filters, g, idx, grad_x, threads);
     return 0;
+}
+
+/* dst [maps, width, E] (tap-major, the GEMM operand) from a Conv1d weight src [maps, E, width]. */
+void textgan_conv_bank_pack(const float *src, float *dst, int64_t maps, int64_t E, int64_t width,
+                            int32_t threads) {
+    if (threads < 1) threads = 1;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t j = 0; j < maps; ++j) {
+        const float *in = src + j * E * width;
+        float *out = dst + j * E * width;
+        for (int64_t k = 0; k < width; ++k)  /* sequential writes, reads strided by width */
+            for (int64_t e = 0; e < E; ++e) out[k * E + e] = in[e * width + k];
+    }
+}
+
+/* Max-over-time pooling of one width's scores [B, P, maps] (the GEMM's output): columns
+ * col .. col + maps of pooled [B, F] get relu(max_t), of argmax [B, F] the position of the
+ * maximum (the first one; a NaN wins and stays, as in max_pool1d and clamp_min). */
+int64_t textgan_conv_bank_pool(const float *scores, int64_t B, int64_t P, int64_t maps,
+                               int64_t F, int64_t col, float *pooled, int64_t *argmax,
+                               int32_t threads) {
+    int failed = 0;
+    if (threads < 1) threads = 1;
+#pragma omp parallel num_threads(threads) reduction(| : failed)
+    {
+        float *best = malloc((size_t)maps * sizeof(float));
+        int32_t *at = malloc((size_t)maps * sizeof(int32_t));
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < B; ++b) {
+            const float *s = scores + b * P * maps;
+            if (best == NULL || at == NULL) {
+                failed = 1;
+                continue;
+            }
+            for (int64_t j = 0; j < maps; ++j) {
+                best[j] = s[j];
+                at[j] = 0;
+            }
+            for (int32_t p = 1; p < P; ++p) {
+                const float *row = s + p * maps;
+                for (int64_t j = 0; j < maps; ++j) {
+                    int take = (row[j] > best[j]) | (row[j] != row[j]);
+                    best[j] = take ? row[j] : best[j];
+                    at[j] = take ? p : at[j];
+                }
+            }
+            for (int64_t j = 0; j < maps; ++j) {
+                float v = best[j];
+                pooled[b * F + col + j] = (v > 0.0f || v != v) ? v : 0.0f;
+                argmax[b * F + col + j] = at[j];
+            }
+        }
+        free(best);
+        free(at);
+    }
+    return failed ? -3 : 0;
 }
