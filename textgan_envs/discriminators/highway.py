@@ -23,15 +23,31 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+#: Rows are padded to a multiple of this before the transposed GEMM, so a row's value does not
+#: depend on how many rows share the call (MKL blocks the N dimension; chunked scoring stays exact).
+ROW_BLOCK = 16
+
+
+def _padded_transpose(x: Tensor) -> Tensor:
+    """``x [B, F]`` as ``[F, B']`` with ``B'`` the next multiple of :data:`ROW_BLOCK`, zero-filled."""
+    rows = x.shape[0]
+    xt = x.new_zeros(x.shape[1], -(-rows // ROW_BLOCK) * ROW_BLOCK)
+    xt[:, :rows] = x.t()
+    return xt
+
+
 class HighwayStep(torch.autograd.Function):
     """``apply(x, W_t, b_t, W_g, b_g) = t * relu(x W_t^T + b_t) + (1 - t) * x``, ``t = sigmoid(x W_g^T + b_g)``."""
 
     @staticmethod
     def forward(ctx, x: Tensor, wt: Tensor, bt: Tensor, wg: Tensor, bg: Tensor) -> Tensor:  # type: ignore[override]
-        t = torch.sigmoid(F.linear(x, wg, bg))  # as nn.Linear: the same values as Highway's
-        r = F.relu(F.linear(x, wt, bt))
+        xt = _padded_transpose(x)  # W x^T: the weight as the A operand, as in the backward
+        t = torch.sigmoid(torch.addmm(bg.unsqueeze(1), wg, xt)[:, : x.shape[0]].t())
+        r = torch.addmm(bt.unsqueeze(1), wt, xt)[:, : x.shape[0]].t().clamp_min(0.0)
         ctx.save_for_backward(x, wt, wg, t, r)
-        return t * r + (1.0 - t) * x
+        # Row-major like nn.Linear's output (t and r are transposed views): dropout draws its
+        # mask in memory order, so a column-major result would get a different mask.
+        return (t * r + (1.0 - t) * x).contiguous()
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
