@@ -194,3 +194,42 @@ def test_ray_launcher_without_ray_is_a_clear_error() -> None:
             check_launcher("ray")
     with pytest.raises(ValueError, match="unknown launcher"):
         check_launcher("slurm")
+
+
+def test_a_kept_record_without_its_checkpoint_is_pretrained_again_only_if_cells_need_it(
+    tmp_path: Path,
+) -> None:
+    """Committed results keep the rows, not the checkpoints: a resumed grid re-pretrains a
+    seed whose cells are unfinished, and leaves finished seeds alone."""
+    run_grid(
+        ["mle", "better"],
+        [0, 1],
+        fake_runner,
+        fake_pretrainer,
+        tmp_path,
+        budget=4,
+        progress=False,
+        log=lambda _: None,
+    )
+    for seed in (0, 1):
+        (tmp_path / "pretrained" / f"seed{seed}.pt").unlink()
+    cell_path(tmp_path, type("C", (), {"name": "better__seed1"})()).unlink()
+    pretrained: list[int] = []
+
+    def counting_pretrainer(seed: int, path: Path, work_dir: Path) -> list[dict]:
+        pretrained.append(seed)
+        return fake_pretrainer(seed, path, work_dir)
+
+    again = Recorder()
+    _, cells = run_grid(
+        ["mle", "better"],
+        [0, 1],
+        again,
+        counting_pretrainer,
+        tmp_path,
+        budget=4,
+        progress=False,
+        log=lambda _: None,
+    )
+    assert pretrained == [1] and again.calls == ["better__seed1"]
+    assert len({(r["agent"], r["seed"]) for r in cells}) == 4

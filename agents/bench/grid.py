@@ -247,8 +247,15 @@ def run_grid(
     out_dir = Path(out_dir)
     seeds = list(seeds)
     cells = [Cell(a, s) for s in seeds for a in agents]
-    need_pre = [s for s in seeds if not _pretrain_rows_path(out_dir, s).is_file()]
     todo = [c for c in cells if not cell_path(out_dir, c).is_file()]
+    # A seed's pretraining is redone when its record is missing, or when cells still need its
+    # generator and only the record survived (results committed without the checkpoint).
+    need_pre = [
+        s
+        for s in seeds
+        if not _pretrain_rows_path(out_dir, s).is_file()
+        or (not pretrained_path(out_dir, s).is_file() and any(c.seed == s for c in todo))
+    ]
     done = len(cells) - len(todo)
     if done or len(need_pre) < len(seeds):
         log(
