@@ -133,3 +133,33 @@ def test_the_seqgan_oracle_preset_is_the_papers_generator_schedule(monkeypatch, 
         cli.config_from_args(
             cli.build_parser().parse_args(["--preset", "seqgan-oracle", "--out", str(tmp_path)])
         )
+
+
+def test_a_resumed_bench_compares_its_data_files_by_content(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Committed results resume from another checkout: the oracle file may lie elsewhere."""
+    here, there, other = (
+        tmp_path / "a" / "oracle.npz",
+        tmp_path / "b" / "oracle.npz",
+        tmp_path / "c.npz",
+    )
+    for path, data in ((here, b"weights"), (there, b"weights"), (other, b"changed")):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    out = tmp_path / "bench"
+    out.mkdir()
+    saved = preset("quick").to_dict()
+    saved["common"]["oracle_path"] = str(here)
+    del saved["common"]["vocab_size"]  # --oracle takes it from the file
+    (out / "config.json").write_text(json.dumps(saved))
+
+    def resume_with(oracle: Path) -> None:
+        args = cli.build_parser().parse_args(["--out", str(out), "--oracle", str(oracle)])
+        cli.check_out_dir(out, cli.config_from_args(args))
+
+    resume_with(there)  # same bytes, another place
+    with pytest.raises(cli.BenchArgumentError, match="common.oracle_path"):
+        resume_with(other)
+    here.unlink()  # the recorded file is gone (another machine): the file name decides
+    resume_with(there)

@@ -13,6 +13,7 @@ directory, released when that process ends, however it ends).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -210,13 +211,41 @@ def _check_runnable(bench: BenchConfig) -> None:
         raise BenchArgumentError(str(exc)) from exc
 
 
+def _same_data_file(saved: object, now: object) -> bool:
+    """Two recorded data paths name the same data: equal contents where both files exist here,
+    else the same file name (a bench moved to another machine or checkout keeps resuming)."""
+    if not isinstance(saved, str) or not isinstance(now, str):
+        return saved == now
+    a, b = Path(saved), Path(now)
+    if a.is_file() and b.is_file():
+        return a.samefile(b) or _sha256(a) == _sha256(b)
+    return a.name == b.name
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _flat_identity(bench: BenchConfig) -> dict[str, object]:
+    identity = bench.identity()
+    flat = {k: v for k, v in identity.items() if k != "common"}
+    flat.update({f"common.{k}": v for k, v in identity["common"].items()})
+    return flat
+
+
 def check_out_dir(out: Path, bench: BenchConfig) -> None:
-    """A resumed bench must have the same identity (agents and seeds may be added)."""
+    """A resumed bench must have the same identity (agents and seeds may be added).
+
+    Data files (``*_path``) are compared by content, not by where they lie.
+    """
     path = out / "config.json"
     if not path.exists():
         return
-    saved = BenchConfig.from_dict(json.loads(path.read_text())).identity()
-    now = bench.identity()
+    saved = _flat_identity(BenchConfig.from_dict(json.loads(path.read_text())))
+    now = _flat_identity(bench)
+    for key in set(saved) & set(now):
+        if key.endswith("_path") and _same_data_file(saved[key], now[key]):
+            now[key] = saved[key]
     diffs = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
     if diffs:
         details = "; ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in diffs)
