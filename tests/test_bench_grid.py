@@ -233,3 +233,38 @@ def test_a_kept_record_without_its_checkpoint_is_pretrained_again_only_if_cells_
     )
     assert pretrained == [1] and again.calls == ["better__seed1"]
     assert len({(r["agent"], r["seed"]) for r in cells}) == 4
+
+
+def test_one_worker_finishes_each_seed_before_pretraining_the_next(tmp_path: Path) -> None:
+    """An interrupted single-process grid leaves whole seeds done (what a session can commit)."""
+    events: list[str] = []
+
+    def pretrainer(seed: int, path: Path, work_dir: Path) -> list[dict]:
+        events.append(f"pretrain{seed}")
+        return fake_pretrainer(seed, path, work_dir)
+
+    def runner(agent: str, seed: int, budget: int, pretrained: Path, out_dir: Path) -> list[dict]:
+        events.append(f"{agent}{seed}")
+        return fake_runner(agent, seed, budget, pretrained, out_dir)
+
+    run_grid(
+        ["mle", "better"],
+        [0, 1, 2],
+        runner,
+        pretrainer,
+        tmp_path,
+        budget=4,
+        progress=False,
+        log=lambda _: None,
+    )
+    assert events == [
+        "pretrain0",
+        "mle0",
+        "better0",
+        "pretrain1",
+        "mle1",
+        "better1",
+        "pretrain2",
+        "mle2",
+        "better2",
+    ]

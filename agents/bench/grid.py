@@ -281,12 +281,20 @@ def run_grid(
                 fut = executor.submit(_run_cell, runner, cell, budget, out_dir)
                 pending[fut] = ("cell", cell)
 
+    # One unit at a time, a seed's cells run right after its pretraining, so an interrupted
+    # grid leaves whole seeds finished; worker pools pretrain every seed at once.
+    one_at_a_time = isinstance(executor, _InlineExecutor)
+    queued_pre = list(need_pre)
+
+    def submit_pretrain() -> None:
+        seed = queued_pre.pop(0)
+        pending[executor.submit(_run_pretrain, pretrainer, seed, out_dir)] = ("pretrain", seed)
+
     try:
-        ready = [s for s in seeds if s not in need_pre]
-        for seed in need_pre:
-            pending[executor.submit(_run_pretrain, pretrainer, seed, out_dir)] = ("pretrain", seed)
-        for seed in ready:
+        for seed in [s for s in seeds if s not in need_pre]:
             submit_cells(seed)
+        for _ in range(min(1, len(queued_pre)) if one_at_a_time else len(queued_pre)):
+            submit_pretrain()
         while pending:
             if isinstance(executor, _InlineExecutor):
                 finished = {executor.run_next()}
@@ -303,11 +311,13 @@ def run_grid(
                     failures += [f"{name} (its pretraining failed)" for name in skipped]
                     bar.update(1 + len(skipped))
                     log(f"FAILED {label}: {type(exc).__name__}: {exc}")
-                    continue
-                bar.update(1)
-                bar.set_postfix_str(f"done {label}")
-                if kind == "pretrain":
-                    submit_cells(what)
+                else:
+                    bar.update(1)
+                    bar.set_postfix_str(f"done {label}")
+                    if kind == "pretrain":
+                        submit_cells(what)
+                if kind == "pretrain" and queued_pre:  # (one at a time) after this seed's cells
+                    submit_pretrain()
     finally:
         bar.close()
         executor.shutdown(wait=True, cancel_futures=True)
