@@ -163,3 +163,35 @@ def test_a_resumed_bench_compares_its_data_files_by_content(
         resume_with(other)
     here.unlink()  # the recorded file is gone (another machine): the file name decides
     resume_with(there)
+
+
+def test_the_seqgan_oracle_preset_runs_end_to_end_on_a_tiny_schedule(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The preset wires up: the published oracle, SeqGAN's full CNN, its rollout settings, and a
+    summary that states the preset's shortenings and every command-line change on top."""
+    from tests.conftest import shared_file
+
+    oracle = shared_file("seqgan_oracle_params.npz")
+    out = tmp_path / "seqgan"
+    argv = [
+        "--preset", "seqgan-oracle", "--oracle", str(oracle), "--out", str(out),
+        "--seeds", "1", "--budget", "1", "--checkpoints", "1", "--agents", "mle,reinforce,bgan",
+        "--set", "n_real=64", "--set", "n_valid=64", "--set", "mle_epochs=1",
+        "--set", "d_negatives=64", "--set", "d_pretrain_steps=1",
+        "--agent-set", "reinforce.n_rollouts=2",
+        "--eval-set", "n_samples=64", "--eval-set", "n_bleu=16", "--eval-set", "n_refs=64",
+        "--eval-set", "temperatures=[1.0]", "--workers", "1", "--no-progress",
+    ]  # fmt: skip
+    assert cli.main(argv) == 0
+    run = json.loads((out / "runs" / "reinforce__seed0" / "config.json").read_text())
+    assert (run["vocab_size"], run["seq_len"], run["disc"], run["disc_kwargs"]) == (
+        5000, 20, "cnn", {},  # SeqGAN's published CNN sizes: the CNN's defaults
+    )  # fmt: skip
+    assert (run["n_rollouts"], run["rollout_update_rate"]) == (2, 0.8)
+    for agent in ("mle", "reinforce", "bgan"):
+        rows = json.loads((out / "cells" / f"{agent}__seed0.json").read_text())["rows"]
+        final = [r for r in rows if r.get("phase") == "train"][-1]
+        assert final["step"] == 1 and 5.0 < final["nll_oracle"] < 12.0, agent
+    summary = (out / "summary.md").read_text()
+    assert "Shortened to fit" in summary and "reinforce.n_rollouts" in summary
