@@ -195,3 +195,18 @@ def test_the_seqgan_oracle_preset_runs_end_to_end_on_a_tiny_schedule(
         assert final["step"] == 1 and 5.0 < final["nll_oracle"] < 12.0, agent
     summary = (out / "summary.md").read_text()
     assert "Shortened to fit" in summary and "reinforce.n_rollouts" in summary
+
+
+def test_the_start_sweep_reproduces_the_recorded_start_at_temperature_one(tmp_path: Path) -> None:
+    from agents.bench.start_sweep import start_sweep
+
+    out = tmp_path / "b"
+    assert cli.main(["--out", str(out), "--agents", "mle", *TINY]) == 0
+    start = json.loads((out / "pretrained" / "seed0.json").read_text())["rows"][-1]
+    rows = start_sweep(out, 0, [0.5, 1.0, 2.0])
+    assert rows[1]["nll_oracle"] == pytest.approx(start["nll_oracle"], abs=1e-9)
+    oracle = [r["nll_oracle"] for r in rows]
+    assert oracle[2] > oracle[1] and oracle[0] != oracle[1]  # flatter samples: less likely
+    (out / "pretrained" / "seed0.pt").unlink()
+    with pytest.raises(FileNotFoundError, match="rerun the bench"):
+        start_sweep(out, 0, [1.0])
