@@ -240,12 +240,12 @@ def seqgan_oracle(env: str = "textgan/Oracle-v0") -> BenchConfig:
     return BenchConfig(
         env=env,
         preset="seqgan-oracle",
-        agents=("mle", "reinforce", "bgan"),
+        agents=("mle", "reinforce", "bgan", "actor_critic"),
         seeds=3,
         budget=200,
         n_checkpoints=4,
         common=common,
-        agent_overrides={"reinforce": {"n_rollouts": 16}},
+        agent_overrides={"reinforce": {"n_rollouts": 16}, "actor_critic": {"n_rollouts": 16}},
         eval={
             "n_samples": 10000,
             "n_bleu": 200,
