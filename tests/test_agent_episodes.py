@@ -172,6 +172,11 @@ def test_collection_loop_has_no_host_sync_and_no_cuda(monkeypatch):
     setup = tiny_setup()
     setup.discriminator = small_cnn()
     venv = agent_env(setup, 8, "prob")
+    # The guard wraps policy.step, which sends sampling through step + sample_categorical; the
+    # reference takes that route too. (The projection route draws the same distribution but,
+    # with bf16 dot products and rejection, not the same stream: comparing across routes
+    # would pass only on CPUs without avx512_bf16.)
+    setup.policy.step = setup.policy.step
     expected = collect_episodes(venv, setup.policy, torch.Generator().manual_seed(4))
     original_step = venv.step
     calls = []
