@@ -67,6 +67,22 @@ def test_resuming_with_a_different_configuration_is_refused(
     cli.check_out_dir(tmp_path, cli.config_from_args(args))
 
 
+def test_resuming_finished_cells_with_other_agent_settings_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    saved = preset("quick")  # reinforce.n_rollouts = 4
+    (tmp_path / "config.json").write_text(json.dumps(saved.to_dict()))
+    argv = ["--out", str(tmp_path), "--agent-set", "reinforce.n_rollouts=8"]
+    cli.check_out_dir(tmp_path, cli.config_from_args(cli.build_parser().parse_args(argv)))
+    (tmp_path / "cells").mkdir()
+    (tmp_path / "cells" / "reinforce__seed0.json").write_text("{}")
+    err = _error(capsys, argv)
+    assert "finished cells of reinforce" in err and "{'n_rollouts': 8}" in err
+    # other agents' settings may change while reinforce's stay
+    other = ["--out", str(tmp_path), "--agent-set", "actor_critic.n_rollouts=8"]
+    cli.check_out_dir(tmp_path, cli.config_from_args(cli.build_parser().parse_args(other)))
+
+
 def test_presets_are_valid_and_state_their_shortcuts() -> None:
     quick = preset("quick")
     paper = preset("paper")

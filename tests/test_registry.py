@@ -55,7 +55,7 @@ def test_a_new_agent_is_one_file_plus_one_registry_line(tmp_path: Path, monkeypa
     """A toy agent module and its spec: `textgan train` resolves, configures and runs it."""
     (tmp_path / "toy_agent.py").write_text(
         textwrap.dedent(
-            '''
+            """
             from dataclasses import dataclass
             from agents.setup import CommonConfig
 
@@ -68,7 +68,7 @@ def test_a_new_agent_is_one_file_plus_one_registry_line(tmp_path: Path, monkeypa
             def train(cfg, resume=False):
                 CALLS.append((cfg.boost, cfg.out_dir, resume))
                 return {"boost": float(cfg.boost)}
-            '''
+            """
         )
     )
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -233,15 +233,39 @@ def _flat_identity(bench: BenchConfig) -> dict[str, object]:
     return flat
 
 
+def _check_overrides_of_finished_agents(out: Path, saved: BenchConfig, now: BenchConfig) -> None:
+    from agents.bench.grid import cell_agent_names
+
+    finished = cell_agent_names(out) & set(saved.agents) & set(now.agents)
+    changed = [
+        agent
+        for agent in sorted(finished)
+        if saved.agent_overrides.get(agent, {}) != now.agent_overrides.get(agent, {})
+    ]
+    if changed:
+        details = "; ".join(
+            f"{a}: {saved.agent_overrides.get(a, {})!r} -> {now.agent_overrides.get(a, {})!r}"
+            for a in changed
+        )
+        raise BenchArgumentError(
+            f"{out} holds finished cells of {', '.join(changed)} run with other agent settings "
+            f"({details}); use another --out, or remove those cells to rerun them"
+        )
+
+
 def check_out_dir(out: Path, bench: BenchConfig) -> None:
     """A resumed bench must have the same identity (agents and seeds may be added).
 
-    Data files (``*_path``) are compared by content, not by where they lie.
+    Data files (``*_path``) are compared by content, not by where they lie. An agent's
+    overrides (``--agent-set``) must match where both benches run it and its cells are finished:
+    the resumed bench would otherwise mix cells of two settings in one row.
     """
     path = out / "config.json"
     if not path.exists():
         return
-    saved = _flat_identity(BenchConfig.from_dict(json.loads(path.read_text())))
+    saved_bench = BenchConfig.from_dict(json.loads(path.read_text()))
+    _check_overrides_of_finished_agents(out, saved_bench, bench)
+    saved = _flat_identity(saved_bench)
     now = _flat_identity(bench)
     for key in set(saved) & set(now):
         if key.endswith("_path") and _same_data_file(saved[key], now[key]):

@@ -80,6 +80,11 @@ def cell_path(out_dir: Path, cell: Cell) -> Path:
     return Path(out_dir) / "cells" / f"{cell.name}.json"
 
 
+def cell_agent_names(out_dir: Path) -> set[str]:
+    """The agents with at least one finished cell in ``out_dir``."""
+    return {p.name.split("__seed")[0] for p in (Path(out_dir) / "cells").glob("*__seed*.json")}
+
+
 def _pretrain_rows_path(out_dir: Path, seed: int) -> Path:
     return Path(out_dir) / "pretrained" / f"seed{seed}.json"
 

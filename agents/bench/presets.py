@@ -105,7 +105,8 @@ class BenchConfig:
         return cls(**values)
 
     def identity(self) -> dict[str, Any]:
-        """What must match for a resumed bench: everything but the agent list, seed count and notes.
+        """What must match for a resumed bench: everything but the agent list, seed count, notes
+        and per-agent overrides (those are checked per agent with finished cells).
 
         Adding agents or seeds to a finished bench only runs the new cells.
         """
