@@ -143,12 +143,15 @@ def test_the_seqgan_oracle_preset_is_the_papers_generator_schedule(monkeypatch, 
     assert (bench.budget, bench.common["mle_epochs"], bench.common["n_real"]) == (200, 120, 10000)
     assert bench.agent_overrides["reinforce"]["n_rollouts"] == 16 and bench.common["disc"] == "cnn"
     assert "Shortened to fit" in bench.notes[0]  # every shortening is stated
-    monkeypatch.setattr(presets, "PUBLISHED_ORACLE", tmp_path / "missing.npz")
-    monkeypatch.setattr(cli, "PUBLISHED_ORACLE", tmp_path / "missing.npz")
+    monkeypatch.setenv(presets.SHARED_DATA_ENV, str(tmp_path / "nowhere"))
+    argv = ["--preset", "seqgan-oracle", "--out", str(tmp_path / "out")]
     with pytest.raises(cli.BenchArgumentError, match="needs the published oracle"):
-        cli.config_from_args(
-            cli.build_parser().parse_args(["--preset", "seqgan-oracle", "--out", str(tmp_path)])
-        )
+        cli.config_from_args(cli.build_parser().parse_args(argv))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "seqgan_oracle_params.npz").write_bytes(b"")
+    monkeypatch.setenv(presets.SHARED_DATA_ENV, str(tmp_path / "data"))
+    found = preset("seqgan-oracle").common["oracle_path"]
+    assert found == str(tmp_path / "data" / "seqgan_oracle_params.npz")
 
 
 def test_a_resumed_bench_compares_its_data_files_by_content(

@@ -19,7 +19,14 @@ import os
 import sys
 from pathlib import Path
 
-from agents.bench.presets import ENVS, PRESETS, PUBLISHED_ORACLE, BenchConfig, preset
+from agents.bench.presets import (
+    ENVS,
+    PRESETS,
+    SHARED_DATA_ENV,
+    BenchConfig,
+    preset,
+    published_oracle,
+)
 from agents.registry import AGENTS
 
 ORACLE_METRICS = [
@@ -141,7 +148,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     if args.preset == "seqgan-oracle" and "oracle_path" not in cfg["common"]:
         raise BenchArgumentError(
             "preset seqgan-oracle needs the published oracle: pass --oracle PATH "
-            f"(default {PUBLISHED_ORACLE} is missing)"
+            f"(default {published_oracle()} is missing; {SHARED_DATA_ENV} sets its directory)"
         )
     if args.env == "textgan/Corpus-v0":
         if not args.corpus:

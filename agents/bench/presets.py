@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,17 @@ from agents.bench.evaluate import EvalSettings
 
 ENVS = ("textgan/Oracle-v0", "textgan/Corpus-v0")
 PRESETS = ("quick", "paper", "seqgan-oracle")
-#: SeqGAN's published oracle where the repository's shared data keeps it.
-PUBLISHED_ORACLE = (
-    Path(__file__).resolve().parents[3] / "shared" / "data" / "seqgan_oracle_params.npz"
-)
+#: Environment variable naming the shared data directory (default: ``../shared/data`` next to
+#: the checkout), for worktrees, installed copies and machines that keep the data elsewhere.
+SHARED_DATA_ENV = "TEXTGAN_SHARED_DATA"
+
+
+def published_oracle() -> Path:
+    """SeqGAN's published oracle in the shared data directory (``$TEXTGAN_SHARED_DATA`` if set)."""
+    root = os.environ.get(SHARED_DATA_ENV)
+    data = Path(root) if root else Path(__file__).resolve().parents[3] / "shared" / "data"
+    return data / "seqgan_oracle_params.npz"
+
 
 # A small CNN (SeqGAN's layout, fewer and narrower filters): the full 1,720-filter CNN dominates
 # CPU time at quick scale without changing what the comparison shows.
@@ -225,8 +233,8 @@ def seqgan_oracle(env: str = "textgan/Oracle-v0") -> BenchConfig:
         "batch_size": 64,
         "checkpoint_every": 10,
     }
-    if PUBLISHED_ORACLE.is_file():
-        common["oracle_path"] = str(PUBLISHED_ORACLE)
+    if published_oracle().is_file():
+        common["oracle_path"] = str(published_oracle())
     notes = [
         "Preset `seqgan-oracle`: SeqGAN's published oracle (V=5,000, T=20, hidden 32), 10,000 "
         "real sequences, 120 MLE epochs, SeqGAN's CNN discriminator with its published sizes, "
