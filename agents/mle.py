@@ -30,6 +30,7 @@ from agents.runtime import (
     rng_state,
     seed_stream,
     set_rng_state,
+    token_digest,
 )
 from textgan_envs.metrics import nll_oracle, nll_test
 
@@ -142,6 +143,20 @@ def load_mle_checkpoint(
     return policy, state
 
 
+def check_training_data(state: dict[str, Any], digest: str, path: str | Path) -> None:
+    """Refuse an MLE checkpoint trained on other tokens than those with ``digest``.
+
+    Checkpoints written before digests were recorded carry none and pass unchecked.
+    """
+    saved = state.get("data_digest")
+    if saved is not None and saved != digest:
+        raise CheckpointError(
+            f"checkpoint {path} was trained on other data (token digest {saved}) than this run's "
+            f"({digest}): the seed's data were drawn by another version or from another corpus; "
+            "delete the checkpoint to train again"
+        )
+
+
 def _check_tokens(tokens: Tensor, policy: LSTMPolicy, name: str) -> None:
     if not isinstance(tokens, Tensor) or tokens.dim() != 2 or tokens.dtype != torch.long:
         raise ValueError(f"{name} must be a 2-D LongTensor [N, T]")
@@ -178,6 +193,7 @@ def train_mle(
     history: list[dict[str, float]] = []
     start_epoch = 1
     ckpt_path = Path(out_dir) / cfg.checkpoint_name if out_dir is not None else None
+    data_digest = token_digest(train_tokens)
 
     if resume and ckpt_path is not None and ckpt_path.exists():
         state = load_checkpoint(ckpt_path, CHECKPOINT_KEYS, map_location=device)
@@ -186,6 +202,7 @@ def train_mle(
                 f"checkpoint {ckpt_path} was written for policy {state['policy_config']}, "
                 f"not {policy.config()}"
             )
+        check_training_data(state, data_digest, ckpt_path)
         policy.load_state_dict(state["policy"])
         optimizer.load_state_dict(state["optimizer"])
         shuffle_rng.set_state(state["shuffle_rng"])
@@ -254,6 +271,7 @@ def train_mle(
                         "rng": rng_state(),
                         "history": history,
                         "mle_config": asdict(cfg),
+                        "data_digest": data_digest,
                     },
                     ckpt_path,
                 )

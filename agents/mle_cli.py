@@ -191,9 +191,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
-    data_rng = torch.Generator(device=device).manual_seed(args.seed)
-    train = oracle.sample(args.n_train, generator=data_rng)
-    test = oracle.sample(args.n_test, generator=data_rng)
+    data_rng = torch.Generator().manual_seed(args.seed)  # portable: the same data everywhere
+    train = oracle.sample(args.n_train, generator=data_rng, portable=True)
+    test = oracle.sample(args.n_test, generator=data_rng, portable=True)
     floor = nll_oracle(oracle, test)
 
     policy = LSTMPolicy(

@@ -22,6 +22,7 @@ from agents.runtime import (
     has_checkpoint,
     make_generator,
     seed_stream,
+    token_digest,
     unwrap,
     wrap_ddp,
 )
@@ -145,8 +146,12 @@ class RunData:
     corpus: Any = None
 
     def record(self) -> dict[str, Any]:
-        """What ``config.json`` records about the data (the corpus's loading counts)."""
-        return {} if self.corpus is None else {"corpus": self.corpus.counts()}
+        """What ``config.json`` records about the data: its digest (a resume must see the same
+        tokens) and, for a corpus, the loading counts."""
+        record: dict[str, Any] = {"data_digest": token_digest(self.real, self.valid)}
+        if self.corpus is not None:
+            record["corpus"] = self.corpus.counts()
+        return record
 
 
 def load_data(cfg: CommonConfig, warn: bool = True) -> RunData:
@@ -170,9 +175,7 @@ def load_data(cfg: CommonConfig, warn: bool = True) -> RunData:
             oracle = OracleLSTM.random(
                 cfg.oracle_seed, vocab_size=cfg.vocab_size, seq_len=cfg.seq_len, device=device
             )
-        data_gen = make_generator(seed_stream(cfg.seed, "oracle_data"), device)
-        real = oracle.sample(cfg.n_real, generator=data_gen)
-        valid = oracle.sample(cfg.n_valid, generator=data_gen)
+        real, valid = _oracle_data(oracle, cfg)
         return RunData(real, valid, oracle.vocab_size, oracle.start_token, oracle=oracle)
     from textgan_envs.corpus import encode_sentences, load_corpus, split_corpus, warn_if_lossy
     from textgan_envs.vocab import Vocabulary
@@ -185,6 +188,19 @@ def load_data(cfg: CommonConfig, warn: bool = True) -> RunData:
     real = encode_sentences(train_s, vocab, cfg.seq_len).to(device)
     valid = encode_sentences(valid_s[: cfg.n_valid], vocab, cfg.seq_len).to(device)
     return RunData(real, valid, len(vocab), Vocabulary.BOS, vocab=vocab, corpus=corpus)
+
+
+def _oracle_data(oracle: nn.Module, cfg: CommonConfig) -> tuple[Tensor, Tensor]:
+    """The seed's real and held-out oracle samples, the same on every machine and device.
+
+    Drawn on CPU by the portable sampling route: the fast routes draw the same distribution,
+    but which samples a seed gives depends on the CPU (avx512_bf16 or not) and the device, and
+    a run or a cached MLE start moved to another machine would then see other data.
+    """
+    data_gen = make_generator(seed_stream(cfg.seed, "oracle_data"), "cpu")
+    real = oracle.sample(cfg.n_real, generator=data_gen, portable=True)
+    valid = oracle.sample(cfg.n_valid, generator=data_gen, portable=True)
+    return real, valid
 
 
 @dataclass

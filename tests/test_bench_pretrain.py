@@ -36,3 +36,33 @@ def test_the_bench_start_equals_an_agents_own_pretraining(tmp_path: Path) -> Non
 
     used = pretraining_config(own)
     assert (used.batch_size, used.grad_clip, used.lr, used.epochs) == (8, 0.05, 0.02, 2)
+
+
+def test_a_cached_start_trained_on_other_data_is_refused(tmp_path: Path) -> None:
+    """A bench resumed where its seed's data come out differently (another version's sampling)
+    must not continue the cached MLE start on other data."""
+    import pytest
+
+    from agents.runtime import CheckpointError, atomic_save, load_checkpoint
+
+    bench = cli.config_from_args(cli.build_parser().parse_args(["--out", str(tmp_path), *SMALL]))
+    cached = tmp_path / "mle_seed0.pt"
+    BenchRunner(bench).pretrain(0, cached, tmp_path / "work")
+    state = load_checkpoint(cached)
+    assert len(state["data_digest"]) == 16
+    atomic_save({**state, "data_digest": "0" * 16}, cached)
+    with pytest.raises(CheckpointError, match="trained on other data"):
+        BenchRunner(bench)("mle", 0, 2, cached, tmp_path / "cell")
+
+
+def test_the_seeds_data_do_not_depend_on_the_sampling_route(monkeypatch) -> None:
+    from agents.setup import load_data
+
+    bench = cli.config_from_args(cli.build_parser().parse_args(["--out", "unused", *SMALL]))
+    cfg = _common_config(bench, 0, Path("unused"))
+    default = load_data(cfg)
+    monkeypatch.setenv("TEXTGAN_NATIVE_SAMPLING", "0")
+    pytorch_only = load_data(cfg)
+    assert torch.equal(default.real, pytorch_only.real)
+    assert torch.equal(default.valid, pytorch_only.valid)
+    assert default.record()["data_digest"] == pytorch_only.record()["data_digest"]

@@ -76,6 +76,27 @@ def test_resumed_run_ends_identical_to_uninterrupted(problem, tmp_path) -> None:
         assert [int(r["step"]) for r in csv.DictReader(handle)] == list(range(5))
 
 
+def test_resuming_on_other_training_data_is_refused_and_keeps_the_checkpoint(
+    problem, tmp_path
+) -> None:
+    """A checkpoint remembers its training tokens: resuming it on others (oracle samples drawn
+    another way, another corpus) would silently train one model on two datasets."""
+    oracle, train, test = problem
+    train_mle(fresh_policy(), train, config(epochs=2), test, oracle, out_dir=tmp_path)
+    ckpt = tmp_path / "mle_checkpoint.pt"
+    before = ckpt.read_bytes()
+    other = train.clone()
+    other[0, 0] = (other[0, 0] + 1) % V  # one token differs
+    with pytest.raises(CheckpointError, match="trained on other data"):
+        train_mle(fresh_policy(), other, config(), test, oracle, out_dir=tmp_path, resume=True)
+    assert ckpt.read_bytes() == before
+    # the same tokens (a copy, another device or dtype view) resume
+    history = train_mle(
+        fresh_policy(), train.clone(), config(epochs=3), test, oracle, out_dir=tmp_path, resume=True
+    )
+    assert history[-1]["epoch"] == 3
+
+
 def test_non_finite_loss_raises_and_keeps_last_good_checkpoint(problem, tmp_path, monkeypatch):
     oracle, train, _ = problem
     policy = fresh_policy()

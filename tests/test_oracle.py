@@ -191,3 +191,47 @@ def test_sampling_is_seeded_and_respects_temperature() -> None:
     assert nll["cold"] < nll["1"] - 0.3 < nll["hot"] - 0.6
     with pytest.raises(ValueError, match="temperature"):
         oracle.sample(2, temperature=0.0)
+
+
+def _reference_draw(oracle: OracleLSTM, n: int, seed: int) -> torch.Tensor:
+    """The portable route written out: ``step`` + PyTorch's inverse CDF, one batch."""
+    from textgan_envs.sampling.categorical import sample_categorical_inverse_cdf
+
+    gen = torch.Generator().manual_seed(seed)
+    state = oracle.initial_state(n)
+    prev = torch.full((n,), oracle.start_token, dtype=torch.long)
+    columns = []
+    for _ in range(oracle.seq_len):
+        logits, state = oracle.step(prev, state)
+        prev = sample_categorical_inverse_cdf(logits, generator=gen)
+        columns.append(prev)
+    return torch.stack(columns, dim=1)
+
+
+def test_portable_samples_are_the_same_whichever_route_this_cpu_would_take(monkeypatch) -> None:
+    """Task data must not depend on the CPU: the C kernel, its bfloat16 projection route (on
+    avx512_bf16) and PyTorch's ops draw the same distribution but different samples per seed."""
+    from textgan_envs.sampling.projection import set_projection_sampling
+
+    oracle = OracleLSTM.random(5, vocab_size=300, emb_dim=8, hidden_dim=8, seq_len=7)
+
+    def draw(**kwargs) -> torch.Tensor:
+        return oracle.sample(400, generator=torch.Generator().manual_seed(9), **kwargs)
+
+    reference = _reference_draw(oracle, 400, 9)
+    fast = draw()
+    assert torch.equal(draw(portable=True), reference)
+    old = set_projection_sampling(False)
+    try:
+        assert torch.equal(draw(portable=True), reference)
+    finally:
+        set_projection_sampling(old)
+    monkeypatch.setenv("TEXTGAN_NATIVE_SAMPLING", "0")
+    assert torch.equal(draw(portable=True), reference)
+    assert torch.equal(draw(), reference)  # with no kernel the default route is the portable one
+    # where the kernel runs, the default route is another draw of the same distribution
+    from textgan_envs import native_sampling
+
+    monkeypatch.setenv("TEXTGAN_NATIVE_SAMPLING", "auto")
+    if native_sampling.native_sampling_available():
+        assert not torch.equal(fast, reference)

@@ -166,3 +166,19 @@ def test_a_checkpoint_of_another_shape_is_a_clear_error(tmp_path: Path) -> None:
     save_run_checkpoint(tmp_path, RunState(1), small, {}, {}, "toy")
     with pytest.raises(CheckpointError, match=r"module state 'net' does not fit this run"):
         load_run_checkpoint(tmp_path, {"net": torch.nn.Linear(3, 2)}, {}, {}, agent="toy")
+
+
+def test_a_run_whose_data_came_out_differently_is_refused(
+    finished_run: Path, tmp_path: Path, capsys
+) -> None:
+    """config.json records the data's digest: the same seed must give the same tokens."""
+    run = _copy(finished_run, tmp_path / "run")
+    config = json.loads((run / "config.json").read_text())
+    assert len(config["data_digest"]) == 16
+    config["data_digest"] = "0" * 16
+    (run / "config.json").write_text(json.dumps(config))
+    before = _snapshot(run)
+    assert train_cli.main([*_argv(run, "reinforce", "total_steps=3"), "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert "data_digest: '0000000000000000' ->" in err and "the data differ" in err
+    assert _snapshot(run) == before

@@ -17,6 +17,7 @@ through the ``.npz`` format.
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -158,10 +159,30 @@ class OracleLSTM(nn.Module):
         generator: torch.Generator | None = None,
         temperature: float = 1.0,
         batch_size: int | None = None,
+        portable: bool = False,
     ) -> Tensor:
-        """``n`` oracle sequences ``LongTensor[n, T]``."""
+        """``n`` oracle sequences ``LongTensor[n, T]``.
+
+        ``portable=True`` draws them the same way on every machine and device (a slower, fixed
+        route on CPU, see :func:`~textgan_envs.sampling.sample_sequences`; ``generator`` must
+        then be a CPU generator, and the result comes back on the oracle's device): use it for
+        datasets that define a task, so a seed's real and held-out sets do not depend on the
+        CPU or the device that drew them.
+        """
+        if portable and self.device.type != "cpu":
+            if generator is not None and generator.device.type != "cpu":
+                raise ValueError("portable oracle sampling draws on CPU: pass a CPU generator")
+            cpu_copy = copy.deepcopy(self).cpu()
+            return cpu_copy.sample(n, generator, temperature, batch_size, portable=True).to(
+                self.device
+            )
         return sample_sequences(
-            self, n, temperature=temperature, generator=generator, batch_size=batch_size
+            self,
+            n,
+            temperature=temperature,
+            generator=generator,
+            batch_size=batch_size,
+            portable=portable,
         )
 
     @torch.no_grad()

@@ -163,10 +163,13 @@ def _corpus_eval_data(cfg: BenchConfig, setup: Any) -> EvalData:
     )
 
 
-def _load_policy(pretrained: Path, device: str) -> Any:
-    from agents.mle import load_mle_checkpoint
+def _load_policy(pretrained: Path, device: str, real: Any) -> Any:
+    """The cached MLE start, refused if it was trained on other data than the seed's ``real``."""
+    from agents.mle import check_training_data, load_mle_checkpoint
+    from agents.runtime import token_digest
 
-    policy, _ = load_mle_checkpoint(pretrained, device=device)
+    policy, state = load_mle_checkpoint(pretrained, device=device)
+    check_training_data(state, token_digest(real), pretrained)
     return policy
 
 
@@ -241,7 +244,7 @@ class BenchRunner:
             }
             for h in history
         ]
-        policy = _load_policy(mle_ckpt, self.cfg.device)
+        policy = _load_policy(mle_ckpt, self.cfg.device, task.real)
         rows[-1].update(evaluate(policy, task.eval_data, settings, 1.0, _eval_seed(seed)))
         _copy_atomic(mle_ckpt, path)
         return rows
@@ -260,7 +263,7 @@ class BenchRunner:
         progress = json.loads(progress_path.read_text()) if progress_path.exists() else None
         task = build_task(self.cfg, seed)
         settings = self.cfg.eval_settings()
-        policy = _load_policy(pretrained, self.cfg.device)
+        policy = _load_policy(pretrained, self.cfg.device, task.real)
         if progress is None:
             row = evaluate(policy, task.eval_data, settings, 1.0, _eval_seed(seed))
             progress = {

@@ -28,7 +28,7 @@ def start_sweep(out: Path, seed: int, temperatures: list[float]) -> list[dict[st
             f"{checkpoint} is missing: rerun the bench for seed {seed} to recreate the MLE start"
         )
     task = build_task(cfg, seed)
-    policy = _load_policy(checkpoint, cfg.device)
+    policy = _load_policy(checkpoint, cfg.device, task.real)
     settings = cfg.eval_settings()
     return [
         {"seed": seed, **evaluate(policy, task.eval_data, settings, t, _eval_seed(seed))}

@@ -7,7 +7,7 @@ about a particular agent or model; it imports nothing else from ``agents``.
 =============================  =============================================================
 module                         holds
 =============================  =============================================================
-``runtime.checkpoint``         atomic checkpoint files, ``weights_only`` loading
+``runtime.checkpoint``         atomic checkpoint files, ``weights_only`` loading, data digests
 ``runtime.run_dir``            the run directory: checks before any write, ``config.json``
 ``runtime.run_lock``           one writer per run directory (``flock``, released on death)
 ``runtime.errors``             :class:`RunDirError` and the refusals of a run directory
@@ -26,6 +26,7 @@ from agents.runtime.checkpoint import (
     atomic_save,
     load_checkpoint,
     remove_stale_temp_files,
+    token_digest,
 )
 from agents.runtime.checkpoint_history import kept_checkpoints
 from agents.runtime.config import (
@@ -157,6 +158,7 @@ __all__ = [
     "shard_seed",
     "shutdown",
     "step_seed",
+    "token_digest",
     "unlock_run_dir",
     "unwrap",
     "wrap_ddp",

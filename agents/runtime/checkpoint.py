@@ -11,6 +11,7 @@ those with :func:`remove_stale_temp_files` when the run starts or resumes, under
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -24,6 +25,20 @@ from agents.runtime.run_lock import LOCK_NAME
 
 class CheckpointError(RuntimeError):
     """A checkpoint file is missing, truncated, foreign or lacks required entries."""
+
+
+def token_digest(*tokens: torch.Tensor) -> str:
+    """A short SHA-256 of integer token tensors (values and shapes, device-independent).
+
+    Recorded beside what was trained on them (the MLE checkpoint, a run's ``config.json``), so
+    a resume refuses data that differ from the original, e.g. oracle samples drawn another way.
+    """
+    digest = hashlib.sha256()
+    for tensor in tokens:
+        array = tensor.detach().to("cpu", torch.int64).contiguous()
+        digest.update(repr(tuple(array.shape)).encode())
+        digest.update(array.numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def atomic_save(obj: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:

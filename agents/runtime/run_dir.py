@@ -182,8 +182,15 @@ def _check_resume(
             for k in set(saved) | set(resolved)
             if k not in resumable and saved.get(k) != resolved.get(k)
         )
+        if len(diffs) > 1 and "data_digest" in diffs:
+            diffs.remove("data_digest")  # the changed settings explain the changed data
         if diffs:
             details = ", ".join(f"{k}: {saved.get(k)!r} -> {resolved.get(k)!r}" for k in diffs)
+            if diffs == ["data_digest"]:
+                details += (
+                    "; the data differ from the run's (another corpus file, or oracle samples "
+                    "drawn by an older version): start a new run"
+                )
             raise RunDirError(
                 f"cannot resume {run_dir} with a different config{against} ({details})"
             )

@@ -19,9 +19,7 @@ The parameters are the :class:`~textgan_envs.discriminators.cnn.Highway` module'
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
-
 
 #: Rows are padded to a multiple of this before the transposed GEMM, so a row's value does not
 #: depend on how many rows share the call (MKL blocks the N dimension; chunked scoring stays exact).

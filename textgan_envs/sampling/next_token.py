@@ -12,7 +12,12 @@ fuses the two and picks the fastest exact route for the model and its device:
   on its logits (the C kernel on CPU, PyTorch's two-level inverse CDF elsewhere).
 
 All routes draw from the same distribution; which one a machine takes decides
-which samples a seed gives.
+which samples a seed gives (the bfloat16 projection route, taken where the CPU has
+avx512_bf16, even uses more uniforms per row). ``portable=True`` fixes the route
+instead: ``model.step`` and PyTorch's own two-level inverse CDF on float32 logits, on
+every machine, so a seed gives the same sequences everywhere (up to float rounding,
+which changes a token only where a uniform falls within rounding of a class
+boundary). Data that defines a task is drawn that way.
 """
 
 from __future__ import annotations
@@ -22,7 +27,12 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from textgan_envs.sampling.categorical import _check_temperature, _native_cpu, sample_categorical
+from textgan_envs.sampling.categorical import (
+    _check_temperature,
+    _native_cpu,
+    sample_categorical,
+    sample_categorical_inverse_cdf,
+)
 from textgan_envs.sampling.projection import ProjectionSampler, projection_sampling_enabled
 from textgan_envs.sequence_model import ProjectedSequenceModel, RecurrentSequenceModel, State
 
@@ -46,22 +56,25 @@ def next_token_sampler(
     model: RecurrentSequenceModel,
     generator: torch.Generator | None = None,
     temperature: float = 1.0,
+    portable: bool = False,
 ) -> NextToken:
     """A :class:`NextToken` step for ``model`` that samples from ``softmax(logits / temperature)``.
 
     Takes the projection route where :func:`_uses_projection_path`, else ``model.step`` followed
-    by :func:`~textgan_envs.sampling.categorical.sample_categorical`. Build it once per sampling
-    loop: it snapshots the projection's parameters.
+    by :func:`~textgan_envs.sampling.categorical.sample_categorical`; ``portable=True`` always
+    takes ``model.step`` and the PyTorch inverse CDF (the same draws on every machine; slower).
+    Build it once per sampling loop: it snapshots the projection's parameters.
     """
     _check_temperature(temperature)
-    sampler = _projection_sampler(model)
+    sampler = None if portable else _projection_sampler(model)
     if sampler is None:
+        draw = sample_categorical_inverse_cdf if portable else sample_categorical
 
         def step_and_sample(prev: Tensor, state: State, rows: Rows = None) -> tuple[Tensor, State]:
             logits, state = model.step(prev, state)
             if rows is not None:
                 logits = logits[rows]
-            return sample_categorical(logits, generator=generator, temperature=temperature), state
+            return draw(logits, generator=generator, temperature=temperature), state
 
         return step_and_sample
 

@@ -133,12 +133,14 @@ def _sample_batch(
     out: Tensor,
     temperature: float,
     generator: torch.Generator | None,
+    portable: bool = False,
 ) -> None:
     """Fill the preallocated ``out`` ``[B, T]`` with samples from ``model`` (no host syncs)."""
     batch = out.shape[0]
     state = model.initial_state(batch)
     prev = torch.full((batch,), model.start_token, dtype=torch.long, device=out.device)
-    complete_in_place(next_token_sampler(model, generator, temperature), out, prev, state, 0)
+    step = next_token_sampler(model, generator, temperature, portable=portable)
+    complete_in_place(step, out, prev, state, 0)
 
 
 def sample_sequences(
@@ -147,12 +149,15 @@ def sample_sequences(
     temperature: float = 1.0,
     generator: torch.Generator | None = None,
     batch_size: int | None = None,
+    portable: bool = False,
 ) -> Tensor:
     """Sample ``n`` sequences ``LongTensor[n, T]`` from ``model``, ``batch_size`` rows at a time.
 
     ``batch_size=None`` picks :func:`default_batch_rows` for the model's device
     (bounds the ``[B, V]`` temporaries). ``generator`` (on the model's
-    device) makes the draw reproducible without touching the global RNG.
+    device) makes the draw reproducible without touching the global RNG; ``portable=True``
+    makes it the same on every machine, whatever sampling route the CPU would take (see
+    :func:`~textgan_envs.sampling.next_token.next_token_sampler`), for data that defines a task.
     """
     _check_model(model)
     _check_temperature(temperature)
@@ -162,14 +167,14 @@ def sample_sequences(
     device = model_device(model)
     if batch_size is None:
         batch_size = default_batch_rows(device, model.vocab_size)
-        if _uses_projection_path(model):
+        if _uses_projection_path(model) and not portable:
             batch_size = max(batch_size, PROJECTION_BATCH_ROWS)
     batch_size = int(batch_size)
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     out = torch.empty((n, model.seq_len), dtype=torch.long, device=device)
     for start in range(0, n, batch_size):
-        _sample_batch(model, out[start : start + batch_size], temperature, generator)
+        _sample_batch(model, out[start : start + batch_size], temperature, generator, portable)
     return out
 
 
