@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -146,10 +147,18 @@ def load_mle_checkpoint(
 def check_training_data(state: dict[str, Any], digest: str, path: str | Path) -> None:
     """Refuse an MLE checkpoint trained on other tokens than those with ``digest``.
 
-    Checkpoints written before digests were recorded carry none and pass unchecked.
+    Checkpoints written before digests were recorded carry none: they pass with a warning,
+    since their oracle data may have been drawn by another sampling route.
     """
     saved = state.get("data_digest")
-    if saved is not None and saved != digest:
+    if saved is None:
+        warnings.warn(
+            f"checkpoint {path} records no data digest (written by an older version), so it "
+            "cannot be checked against this run's data; oracle data drawn by an older version "
+            "differ between CPUs: delete it to train again if it came from another machine",
+            stacklevel=2,
+        )
+    elif saved != digest:
         raise CheckpointError(
             f"checkpoint {path} was trained on other data (token digest {saved}) than this run's "
             f"({digest}): the seed's data were drawn by another version or from another corpus; "

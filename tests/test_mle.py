@@ -95,6 +95,12 @@ def test_resuming_on_other_training_data_is_refused_and_keeps_the_checkpoint(
         fresh_policy(), train.clone(), config(epochs=3), test, oracle, out_dir=tmp_path, resume=True
     )
     assert history[-1]["epoch"] == 3
+    # a checkpoint from before digests cannot be checked: it resumes, with a warning
+    state = torch.load(ckpt, weights_only=True)
+    del state["data_digest"]
+    torch.save(state, ckpt)
+    with pytest.warns(UserWarning, match="records no data digest"):
+        train_mle(fresh_policy(), other, config(epochs=4), out_dir=tmp_path, resume=True)
 
 
 def test_non_finite_loss_raises_and_keeps_last_good_checkpoint(problem, tmp_path, monkeypatch):
