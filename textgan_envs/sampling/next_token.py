@@ -15,7 +15,7 @@ All routes draw from the same distribution; which one a machine takes decides
 which samples a seed gives (the bfloat16 projection route, taken where the CPU has
 avx512_bf16, even uses more uniforms per row). ``portable=True`` fixes the route
 instead: ``model.step`` and PyTorch's own two-level inverse CDF on float32 logits, on
-every machine, so a seed gives the same sequences everywhere (up to float rounding,
+every machine, so on CPU a seed gives the same sequences everywhere (up to float rounding,
 which changes a token only where a uniform falls within rounding of a class
 boundary). Data that defines a task is drawn that way.
 """

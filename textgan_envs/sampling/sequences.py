@@ -156,8 +156,10 @@ def sample_sequences(
     ``batch_size=None`` picks :func:`default_batch_rows` for the model's device
     (bounds the ``[B, V]`` temporaries). ``generator`` (on the model's
     device) makes the draw reproducible without touching the global RNG; ``portable=True``
-    makes it the same on every machine, whatever sampling route the CPU would take (see
-    :func:`~textgan_envs.sampling.next_token.next_token_sampler`), for data that defines a task.
+    makes a CPU model's draw the same on every machine, whatever sampling route the CPU would
+    take (see :func:`~textgan_envs.sampling.next_token.next_token_sampler`), for data that
+    defines a task (a GPU draw still differs from a CPU one: ``OracleLSTM.sample`` draws
+    portably on a CPU copy).
     """
     _check_model(model)
     _check_temperature(temperature)
