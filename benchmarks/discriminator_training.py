@@ -4,7 +4,9 @@ Same data (``--sequences`` random sequences, half "real", half "fake", V=5,000, 
 initial weights, batch 64, one process, ``--threads`` threads. The plain loop is what one
 writes from the paper: one ``nn.Conv1d`` per filter width, ReLU, ``amax`` over time, highway,
 dropout, ``torch.optim.Adam`` with its defaults (lr 1e-4) and the output layer's L2 in the loss.
-Ours is ``train_discriminator(disc, make_discriminator_optimizer(disc), ...)``.
+Ours is ``train_discriminator(disc, make_discriminator_optimizer(disc), ...)``, with the
+default float32 GEMMs and with the opt-in ``train_precision="bfloat16"`` (``--no-bf16`` skips
+it; on a CPU without bfloat16 dot products it is emulated and slow, and the table says so).
 
 Printed: the epoch time of both (after a warm-up, ``--repeats`` rounds run round-robin,
 median), the per-part profile of a step (forward with loss, backward, optimiser step;
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -32,9 +35,10 @@ from textgan_envs.discriminators import (
     train_discriminator,
 )
 from textgan_envs.discriminators.cnn import SEQGAN_FILTER_SIZES, SEQGAN_NUM_FILTERS
-from textgan_envs.native_sampling import cpu_summary
+from textgan_envs.native_sampling import cpu_has_bf16_dot_products, cpu_summary
 
 V, T, EMB, BATCH = 5000, 20, 64, 64
+BF16 = "train_discriminator, bfloat16 GEMMs"
 
 
 class PlainCNN(nn.Module):
@@ -140,6 +144,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sequences", type=int, default=20000, help="rows per epoch (half real)")
     parser.add_argument("--profile-steps", type=int, default=20)
+    parser.add_argument("--no-bf16", action="store_true", help="skip the bfloat16 opt-in row")
     args = parser.parse_args()
     retain_freed_memory()
     torch.set_num_threads(args.threads)
@@ -154,6 +159,13 @@ def main() -> None:
     plain.load_state_dict(ours.state_dict())
     gap = check_same_function(ours, plain, x[:256])
     ours_opt = make_discriminator_optimizer(ours)
+    bf16 = None
+    if not args.no_bf16:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # the table names the CPU's flags
+            bf16 = build_discriminator("cnn", V, T, seed=0, train_precision="bfloat16")
+        bf16_opt = make_discriminator_optimizer(bf16)
+        shuffle_bf16 = torch.Generator().manual_seed(1)
     plain_opt = torch.optim.Adam(plain.parameters(), lr=1e-4)
     gemm_before = gemm_gflops()
 
@@ -164,19 +176,25 @@ def main() -> None:
             ours, ours_opt, real, fake, epochs=1, batch_size=BATCH, generator=shuffle_ours
         ),
     }
+    if bf16 is not None:
+        variants[BF16] = lambda: train_discriminator(
+            bf16, bf16_opt, real, fake, epochs=1, batch_size=BATCH, generator=shuffle_bf16
+        )
     warm = slice(0, 8 * BATCH)
     plain_epoch(plain, plain_opt, x[warm], y[warm], shuffle_plain)
     train_discriminator(ours, ours_opt, real[:256], fake[:256], batch_size=BATCH)
+    if bf16 is not None:
+        train_discriminator(bf16, bf16_opt, real[:256], fake[:256], batch_size=BATCH)
     runs: dict[str, list[float]] = {name: [] for name in variants}
     for round_ in range(args.repeats):
-        names = list(variants) if round_ % 2 == 0 else list(reversed(variants))
+        names = list(variants)[round_ % len(variants) :] + list(variants)[: round_ % len(variants)]
         for name in names:
             start = time.perf_counter()
             variants[name]()
             runs[name].append(time.perf_counter() - start)
 
     ours.train()
-    profiles = {
+    profiles: dict[str, dict[str, float]] = {
         "plain loop": part_profile(plain.loss, plain_opt, x, y, args.profile_steps),
         "train_discriminator": part_profile(
             lambda tokens, labels: (
@@ -188,6 +206,17 @@ def main() -> None:
             args.profile_steps,
         ),
     }
+    if bf16 is not None:
+        bf16.train()
+        profiles[BF16] = part_profile(
+            lambda tokens, labels: (
+                F.binary_cross_entropy_with_logits(bf16(tokens), labels) + bf16.regularization()
+            ),
+            bf16_opt,
+            x,
+            y,
+            args.profile_steps,
+        )
     gemm = (gemm_before + gemm_gflops()) / 2
     report(args, runs, profiles, gemm, gap)
 
@@ -204,6 +233,8 @@ def report(
     flops = 3 * model_flops_per_sequence() * BATCH  # forward + backward (input and weight grads)
     base = statistics.median(runs["plain loop"])
     print(f"CPU: {cpu_summary()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    if BF16 in runs and not cpu_has_bf16_dot_products():
+        print("(no bfloat16 dot products on this CPU: its bfloat16 GEMMs are emulated)")
     print(
         f"{args.sequences} sequences per epoch (T={T}, V={V}, batch {BATCH}, {steps} steps), "
         f"median of {args.repeats} rounds; fp32 GEMM (2048^3) {gemm:.0f} GFLOP/s; "

@@ -270,7 +270,7 @@ def test_a_broken_conv_bank_backward_misses_the_learning_margin(monkeypatch) -> 
         x = ctx.saved_tensors[0]
         weights = [grad.new_zeros(shape) for shape in ctx.shapes]
         biases = [grad.new_zeros(shape[0]) for shape in ctx.shapes]
-        return (torch.zeros_like(x), None, *weights, *biases)
+        return (torch.zeros_like(x), None, None, *weights, *biases)
 
     monkeypatch.setattr(ConvBankMaxPool, "backward", staticmethod(no_gradient))
     before, after = _accuracy_training_only_the_conv_bank()

@@ -110,6 +110,12 @@ def cpu_summary() -> str:
     return summary + (f"; no {' '.join(lack)}" if lack else "")
 
 
+def cpu_has_bf16_dot_products() -> bool:
+    """Whether this CPU computes bfloat16 dot products natively (avx512_bf16, amx_bf16, Arm bf16)."""
+    flags = set(_cpu_signature().partition(":")[2].split())
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})  # bf16: Arm
+
+
 def _flag_sets(arch: str) -> list[list[str]]:
     """Compiler flags to try, fastest first.
 

@@ -7,9 +7,16 @@ SeqGAN's two-class softmax output is reparametrised as a single logit
 penalty (0.2 * ||W||^2 / 2 on the output layer) exposed as :meth:`regularization`.
 Sequences shorter than the widest filter are zero-padded in embedding space,
 so padding never collides with a real token id (id 0 is an ordinary oracle token).
+
+``train_precision="bfloat16"`` is an opt-in for CPUs with bfloat16 dot products
+(avx512_bf16, AMX) and GPUs: the GEMMs of training steps (convolutions and highway)
+round their operands to bfloat16 (``benchmarks/discriminator_training.py`` measures it).
+Weights, Adam, the elementwise math and scoring (rewards, accuracy) stay float32.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +28,8 @@ from textgan_envs.discriminators.highway import highway_step
 
 SEQGAN_FILTER_SIZES: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 20)
 SEQGAN_NUM_FILTERS: tuple[int, ...] = (100, 200, 200, 200, 200, 100, 100, 100, 100, 100, 160, 160)
+#: ``train_precision`` values and the dtype of the training GEMMs each selects.
+TRAIN_PRECISIONS: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 class Highway(nn.Module):
@@ -61,8 +70,14 @@ class CNNDiscriminator(nn.Module):
         dropout_keep: float = 0.75,
         l2_reg_lambda: float = 0.2,
         device: str | torch.device = "cpu",
+        train_precision: str = "float32",
     ) -> None:
         super().__init__()
+        if train_precision not in TRAIN_PRECISIONS:
+            raise ValueError(
+                f"unknown train_precision {train_precision!r}; choose one of "
+                f"{sorted(TRAIN_PRECISIONS)}"
+            )
         if vocab_size < 1 or seq_len < 1 or emb_dim < 1:
             raise ValueError(
                 f"vocab_size, seq_len and emb_dim must be >= 1, got {vocab_size}, {seq_len}, {emb_dim}"
@@ -78,6 +93,7 @@ class CNNDiscriminator(nn.Module):
         self.seq_len = int(seq_len)
         self.filter_sizes = tuple(int(w) for w in filter_sizes)
         self.l2_reg_lambda = float(l2_reg_lambda)
+        self.train_precision = train_precision
         self.embedding = nn.Embedding(vocab_size, emb_dim)
         nn.init.uniform_(self.embedding.weight, -1.0, 1.0)
         self.convs = nn.ModuleList(
@@ -94,6 +110,8 @@ class CNNDiscriminator(nn.Module):
         nn.init.trunc_normal_(self.output.weight, std=0.1, a=-0.2, b=0.2)
         nn.init.constant_(self.output.bias, 0.1)
         self.to(resolve_device(device))
+        if train_precision == "bfloat16" and self.device.type == "cpu":
+            _warn_if_bf16_is_emulated()
 
     @property
     def device(self) -> torch.device:
@@ -107,18 +125,47 @@ class CNNDiscriminator(nn.Module):
         # slower on 2 CPU threads (benchmarks/cnn_scoring.py --default-allocator).
         return torch.cat([self._forward(part) for part in tokens.split(self.rows_per_chunk)])
 
+    @property
+    def gemm_dtype(self) -> torch.dtype:
+        """The dtype of the training GEMMs (:attr:`train_precision`); scoring runs in float32."""
+        return TRAIN_PRECISIONS[self.train_precision]
+
     def _forward(self, tokens: Tensor) -> Tensor:
+        if not self.fused_convs and self.train_precision != "float32" and torch.is_grad_enabled():
+            with torch.autocast(self.device.type, dtype=self.gemm_dtype):
+                return self._forward_layers(tokens).float()
+        return self._forward_layers(tokens)
+
+    def _forward_layers(self, tokens: Tensor) -> Tensor:
         pooled = self.pooled_features(tokens)
-        h = highway_step(self.highway, pooled) if self.fused_convs else self.highway(pooled)
+        if self.fused_convs:
+            h = highway_step(self.highway, pooled, self.gemm_dtype)
+        else:
+            h = self.highway(pooled)
         return self.output(self.dropout(h)).squeeze(1)
 
     def pooled_features(self, tokens: Tensor) -> Tensor:
         """Max-over-time ReLU features ``[B, sum(num_filters)]``; short sequences zero-padded."""
         x = self.embedding(tokens)  # [B, T, E]
-        bank = conv_bank_max_pool if self.fused_convs else plain_conv_bank_max_pool
-        return bank(x, self.convs)
+        if self.fused_convs:
+            return conv_bank_max_pool(x, self.convs, self.gemm_dtype)
+        return plain_conv_bank_max_pool(x, self.convs)
 
     def regularization(self) -> Tensor:
         """SeqGAN's ``l2_reg_lambda * (l2_loss(W) + l2_loss(b))`` on the output layer."""
         w, b = self.output.weight, self.output.bias
         return self.l2_reg_lambda * 0.5 * (w.pow(2).sum() + b.pow(2).sum())
+
+
+def _warn_if_bf16_is_emulated() -> None:
+    """bfloat16 GEMMs on a CPU without bfloat16 dot products are slower than float32."""
+    from textgan_envs import native_sampling
+
+    if not native_sampling.cpu_has_bf16_dot_products():
+        warnings.warn(
+            "train_precision='bfloat16' on a CPU without bfloat16 dot products (avx512_bf16, "
+            "amx_bf16 or Arm bf16): its bfloat16 GEMMs are emulated and slower than float32. "
+            "Use train_precision='float32' (the default) on this machine.",
+            RuntimeWarning,
+            stacklevel=3,
+        )

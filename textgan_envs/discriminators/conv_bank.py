@@ -160,11 +160,13 @@ def _pool_widths(
     biases: tuple[Tensor, ...],
     native: bool,
 ) -> tuple[Tensor, Tensor]:
-    """``relu(max_t conv_w(x))`` ``[B, sum(maps)]`` and its argmax positions (int64, same shape).
+    """``relu(max_t conv_w(x))`` ``[B, sum(maps)]`` and its argmax positions (int64).
 
-    ``native``: the C pooling writes both straight into their columns, and every width's
-    windows and scores reuse one buffer each (so they stay in cache instead of streaming
-    14 MB of fresh memory a step at B=64). Else ``max_pool1d`` with indices per width.
+    The GEMMs run in ``x``'s dtype. ``native`` (float32 or bfloat16 CPU GEMMs; the maxima
+    come back as float32, bfloat16 ones widened exactly): the C pooling writes both straight into
+    their columns, and every width's windows and scores reuse one buffer each (so they stay
+    in cache instead of streaming 14 MB of fresh memory a step at B=64). Else ``max_pool1d``
+    with indices per width.
     """
     if not native:
         maxima, argmax = [], []
@@ -183,7 +185,7 @@ def _pool_widths(
     rows_buffer = x.new_empty(max(batch * p * k for p, k, _ in sizes))
     scores_buffer = x.new_empty(max(batch * p * n for p, _, n in sizes))
     total = sum(n for _, _, n in sizes)
-    pooled = x.new_empty(batch, total)
+    pooled = torch.empty(batch, total, device=x.device)
     argmax = torch.empty(batch, total, dtype=torch.int64, device=x.device)
     col = 0
     for (positions, cols, maps), f, b in zip(sizes, filters, biases, strict=True):
@@ -198,19 +200,34 @@ def _pool_widths(
 
 
 class ConvBankMaxPool(torch.autograd.Function):
-    """``apply(x [B, T, E], widths, *weights, *biases) -> relu(max_t conv(x)) [B, sum(maps)]``.
+    """``apply(x [B, T, E], widths, gemm_dtype, *weights, *biases) -> relu(max_t conv(x)) [B, sum(maps)]``.
 
     ``weights`` are the ``Conv1d`` weights ``[maps, E, width]``; ``T`` must be >= every width.
-    The backward sends each pooled gradient to its argmax window only: through the C kernel
-    of :mod:`textgan_envs.discriminators.native` on CPU where it builds, else two GEMMs per width.
+    ``gemm_dtype`` is the forward GEMMs' dtype: ``x``'s, or ``torch.bfloat16`` (inputs and
+    filters rounded to it; the pooled maxima come back in ``x``'s dtype).
+    The backward sends each pooled gradient to its argmax window only, in ``x``'s dtype:
+    through the C kernel of :mod:`textgan_envs.discriminators.native` on CPU where it builds,
+    else two GEMMs per width.
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, widths: tuple[int, ...], *params: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        ctx, x: Tensor, widths: tuple[int, ...], gemm_dtype: torch.dtype, *params: Tensor
+    ) -> Tensor:
         weights, biases = params[: len(widths)], params[len(widths) :]
         ctx.native = _use_kernel(x) and all(w.dtype == torch.float32 for w in weights)
         packed, filters = _pack(weights, ctx.native)
-        pooled, argmax = _pool_widths(x, widths, filters, biases, ctx.native)
+        if gemm_dtype != x.dtype:  # one cast of the packed filters; the backward keeps x's dtype
+            pooled, argmax = _pool_widths(
+                x.to(gemm_dtype),
+                widths,
+                _unpack(packed.to(gemm_dtype), [w.shape for w in weights]),
+                tuple(b.to(gemm_dtype) for b in biases),
+                ctx.native,
+            )
+            pooled = pooled.to(x.dtype)
+        else:
+            pooled, argmax = _pool_widths(x, widths, filters, biases, ctx.native)
         ctx.widths = widths
         ctx.shapes = [w.shape for w in weights]
         ctx.save_for_backward(x, packed, pooled, argmax)
@@ -241,15 +258,18 @@ class ConvBankMaxPool(torch.autograd.Function):
                 for g, s in zip(_unpack(grad_packed, shapes), shapes, strict=True)
             ]
         grad_biases = grad.sum(0).split(maps)
-        return (grad_x, None, *grad_weights, *grad_biases)
+        return (grad_x, None, None, *grad_weights, *grad_biases)
 
 
-def conv_bank_max_pool(x: Tensor, convs: Sequence[nn.Conv1d]) -> Tensor:
+def conv_bank_max_pool(
+    x: Tensor, convs: Sequence[nn.Conv1d], gemm_dtype: torch.dtype | None = None
+) -> Tensor:
     """``cat_w relu(max_t conv_w(x))`` for ``x [B, T, E]`` (time-major, not Conv1d's ``[B, E, T]``).
 
     Pads ``x`` to the widest filter. Uses :class:`ConvBankMaxPool` when gradients are needed
-    and the forward-only path otherwise; under CPU/CUDA autocast with gradients it falls back
-    to the plain formulation (the fused backward is written for one dtype).
+    (its forward GEMMs in ``gemm_dtype``, default ``x``'s) and the forward-only path in
+    ``x``'s dtype otherwise; under CPU/CUDA autocast with gradients it falls back to the plain
+    formulation (the fused backward is written for one dtype).
     """
     widths = tuple(int(c.kernel_size[0]) for c in convs)
     x = pad_to_widest(x, max(widths))
@@ -260,7 +280,8 @@ def conv_bank_max_pool(x: Tensor, convs: Sequence[nn.Conv1d]) -> Tensor:
         return pooled_no_grad(x, widths, [flat_filters(c) for c in convs], biases)
     if torch.is_autocast_enabled(x.device.type):
         return plain_conv_bank_max_pool(x, convs)
-    return ConvBankMaxPool.apply(x, widths, *(c.weight for c in convs), *biases)
+    gemm_dtype = x.dtype if gemm_dtype is None else gemm_dtype
+    return ConvBankMaxPool.apply(x, widths, gemm_dtype, *(c.weight for c in convs), *biases)
 
 
 def plain_conv_bank_max_pool(x: Tensor, convs: Sequence[nn.Conv1d]) -> Tensor:

@@ -35,37 +35,59 @@ def _padded_transpose(x: Tensor) -> Tensor:
 
 
 class HighwayStep(torch.autograd.Function):
-    """``apply(x, W_t, b_t, W_g, b_g) = t * relu(x W_t^T + b_t) + (1 - t) * x``, ``t = sigmoid(x W_g^T + b_g)``."""
+    """``apply(x, W_t, b_t, W_g, b_g, gemm_dtype) = t * relu(x W_t^T + b_t) + (1 - t) * x``,
+    ``t = sigmoid(x W_g^T + b_g)``.
+
+    ``gemm_dtype``: the six GEMMs' dtype, ``x``'s or ``torch.bfloat16`` (weights, inputs and
+    the GEMMs' gradient operands rounded to it; the gates, the residual and every gradient
+    returned stay in ``x``'s dtype).
+    """
 
     @staticmethod
-    def forward(ctx, x: Tensor, wt: Tensor, bt: Tensor, wg: Tensor, bg: Tensor) -> Tensor:  # type: ignore[override]
-        xt = _padded_transpose(x)  # W x^T: the weight as the A operand, as in the backward
-        t = torch.sigmoid(torch.addmm(bg.unsqueeze(1), wg, xt)[:, : x.shape[0]].t())
-        r = torch.addmm(bt.unsqueeze(1), wt, xt)[:, : x.shape[0]].t().clamp_min(0.0)
-        ctx.save_for_backward(x, wt, wg, t, r)
+    def forward(  # type: ignore[override]
+        ctx, x: Tensor, wt: Tensor, bt: Tensor, wg: Tensor, bg: Tensor, gemm_dtype: torch.dtype
+    ) -> Tensor:
+        low, rows = gemm_dtype, x.shape[0]
+        xt = _padded_transpose(x.to(low))  # W x^T: the weight as the A operand, as in the backward
+        wt_low, wg_low = wt.to(low), wg.to(low)  # no copies when low is x's dtype
+        gate = torch.addmm(bg.to(low).unsqueeze(1), wg_low, xt)[:, :rows].t()
+        t = torch.sigmoid(gate.to(x.dtype))
+        r = torch.addmm(bt.to(low).unsqueeze(1), wt_low, xt)[:, :rows].t().to(x.dtype).clamp_min(0)
+        ctx.save_for_backward(x, xt, wt_low, wg_low, t, r)
         # Row-major like nn.Linear's output (t and r are transposed views): dropout draws its
         # mask in memory order, so a column-major result would get a different mask.
         return (t * r + (1.0 - t) * x).contiguous()
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        x, wt, wg, t, r = ctx.saved_tensors
+        x, xt, wt, wg, t, r = ctx.saved_tensors
         grad_a = grad * t * (r > 0)  # through relu(a)
         grad_s = grad * (r - x) * t * (1.0 - t)  # through the gate's sigmoid
+        low, rows = wt.dtype, x.shape[0]
+        grad_a_low, grad_s_low = grad_a.to(low), grad_s.to(low)
         grad_x = None
         if ctx.needs_input_grad[0]:  # W^T g^T: the weight as the A operand
-            product = wt.t() @ grad_a.t() + wg.t() @ grad_s.t()  # [size, B]
+            if low == x.dtype:
+                product = wt.t() @ grad_a.t() + wg.t() @ grad_s.t()  # [size, B]
+            else:  # each product widened before the sum
+                product = (wt.t() @ grad_a_low.t()).to(x.dtype)
+                product += (wg.t() @ grad_s_low.t()).to(x.dtype)
             grad_x = product.t() + grad * (1.0 - t)
-        return grad_x, grad_a.t() @ x, grad_a.sum(0), grad_s.t() @ x, grad_s.sum(0)
+        x_low = x if low == x.dtype else xt[:, :rows].t()
+        grad_wt = (grad_a_low.t() @ x_low).to(x.dtype)
+        grad_wg = (grad_s_low.t() @ x_low).to(x.dtype)
+        return grad_x, grad_wt, grad_a.sum(0), grad_wg, grad_s.sum(0), None
 
 
-def highway_step(layer: nn.Module, x: Tensor) -> Tensor:
+def highway_step(layer: nn.Module, x: Tensor, gemm_dtype: torch.dtype | None = None) -> Tensor:
     """``layer(x)`` for a :class:`~textgan_envs.discriminators.cnn.Highway`: through
-    :class:`HighwayStep` when gradients are needed (outside autocast), else its own forward."""
+    :class:`HighwayStep` when gradients are needed (outside autocast; its GEMMs in
+    ``gemm_dtype``, default ``x``'s), else its own forward in ``x``'s dtype."""
     needs_grad = torch.is_grad_enabled() and (
         x.requires_grad or any(p.requires_grad for p in layer.parameters())
     )
     if not needs_grad or torch.is_autocast_enabled(x.device.type):
         return layer(x)
     tr, gate = layer.transform, layer.gate
-    return HighwayStep.apply(x, tr.weight, tr.bias, gate.weight, gate.bias)
+    gemm_dtype = x.dtype if gemm_dtype is None else gemm_dtype
+    return HighwayStep.apply(x, tr.weight, tr.bias, gate.weight, gate.bias, gemm_dtype)

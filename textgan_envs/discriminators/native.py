@@ -79,9 +79,9 @@ def _bind(library: ctypes.CDLL) -> ctypes.CDLL:
     pack = library.textgan_conv_bank_pack
     pack.argtypes = [pointer, pointer, int64, int64, int64, int32]
     pack.restype = None
-    pool = library.textgan_conv_bank_pool
-    pool.argtypes = [pointer, int64, int64, int64, int64, int64, pointer, pointer, int32]
-    pool.restype = int64
+    for pool in (library.textgan_conv_bank_pool, library.textgan_conv_bank_pool_bf16):
+        pool.argtypes = [pointer, int64, int64, int64, int64, int64, pointer, pointer, int32]
+        pool.restype = int64
     return library
 
 
@@ -155,15 +155,24 @@ def pack_filters(weight: Tensor, out: Tensor) -> None:
 
 
 def pool_scores(scores: Tensor, pooled: Tensor, argmax: Tensor, col: int) -> None:
-    """relu(max over positions) of one width's ``scores [B, P, maps]`` into columns
-    ``col .. col + maps`` of ``pooled [B, F]`` (float32) and its first argmax into ``argmax``
-    (int64); all contiguous CPU tensors."""
+    """relu(max over positions) of one width's ``scores [B, P, maps]`` (float32 or bfloat16)
+    into columns ``col .. col + maps`` of ``pooled [B, F]`` (float32) and its first argmax
+    into ``argmax`` (int64); all contiguous CPU tensors."""
     batch, positions, maps = scores.shape
+    kernels = {
+        torch.float32: _library().textgan_conv_bank_pool,
+        torch.bfloat16: _library().textgan_conv_bank_pool_bf16,
+    }
+    if scores.dtype not in kernels or pooled.dtype != torch.float32:
+        raise ValueError(
+            f"pool_scores takes float32 or bfloat16 scores into float32 maxima, got "
+            f"{scores.dtype} into {pooled.dtype}"
+        )
     if not (scores.is_contiguous() and pooled.is_contiguous() and argmax.is_contiguous()):
         raise ValueError("pool_scores needs contiguous tensors")
     if pooled.shape != argmax.shape or pooled.shape[0] != batch or col + maps > pooled.shape[1]:
         raise ValueError(f"pool_scores: columns {col}..{col + maps} outside {tuple(pooled.shape)}")
-    code = _library().textgan_conv_bank_pool(
+    code = kernels[scores.dtype](
         scores.data_ptr(), batch, positions, maps, pooled.shape[1], col,
         pooled.data_ptr(), argmax.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip

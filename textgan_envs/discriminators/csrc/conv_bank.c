@@ -147,43 +147,53 @@ void textgan_conv_bank_pack(const float *src, float *dst, int64_t maps, int64_t 
 
 /* Max-over-time pooling of one width's scores [B, P, maps] (the GEMM's output): columns
  * col .. col + maps of pooled [B, F] get relu(max_t), of argmax [B, F] the position of the
- * maximum (the first one; a NaN wins and stays, as in max_pool1d and clamp_min). */
-int64_t textgan_conv_bank_pool(const float *scores, int64_t B, int64_t P, int64_t maps,
-                               int64_t F, int64_t col, float *pooled, int64_t *argmax,
-                               int32_t threads) {
-    int failed = 0;
-    if (threads < 1) threads = 1;
-#pragma omp parallel num_threads(threads) reduction(| : failed)
-    {
-        float *best = malloc((size_t)maps * sizeof(float));
-        int32_t *at = malloc((size_t)maps * sizeof(int32_t));
-#pragma omp for schedule(static)
-        for (int64_t b = 0; b < B; ++b) {
-            const float *s = scores + b * P * maps;
-            if (best == NULL || at == NULL) {
-                failed = 1;
-                continue;
-            }
-            for (int64_t j = 0; j < maps; ++j) {
-                best[j] = s[j];
-                at[j] = 0;
-            }
-            for (int32_t p = 1; p < P; ++p) {
-                const float *row = s + p * maps;
-                for (int64_t j = 0; j < maps; ++j) {
-                    int take = (row[j] > best[j]) | (row[j] != row[j]);
-                    best[j] = take ? row[j] : best[j];
-                    at[j] = take ? p : at[j];
-                }
-            }
-            for (int64_t j = 0; j < maps; ++j) {
-                float v = best[j];
-                pooled[b * F + col + j] = (v > 0.0f || v != v) ? v : 0.0f;
-                argmax[b * F + col + j] = at[j];
-            }
-        }
-        free(best);
-        free(at);
-    }
-    return failed ? -3 : 0;
+ * maximum (the first one; a NaN wins and stays, as in max_pool1d and clamp_min).
+ * The _bf16 variant reads bfloat16 scores (a bfloat16 GEMM's output), widened exactly. */
+static inline float load_f32(const float *p, int64_t i) { return p[i]; }
+
+static inline float load_bf16(const uint16_t *p, int64_t i) {
+    union { uint32_t u; float f; } v = {.u = (uint32_t)p[i] << 16};
+    return v.f;
 }
+
+#define DEFINE_POOL(NAME, TYPE, LOAD)                                                       \
+    int64_t NAME(const TYPE *scores, int64_t B, int64_t P, int64_t maps, int64_t F,         \
+                 int64_t col, float *pooled, int64_t *argmax, int32_t threads) {            \
+        int failed = 0;                                                                     \
+        if (threads < 1) threads = 1;                                                       \
+        _Pragma("omp parallel num_threads(threads) reduction(| : failed)") {                \
+            float *best = malloc((size_t)maps * sizeof(float));                             \
+            int32_t *at = malloc((size_t)maps * sizeof(int32_t));                           \
+            _Pragma("omp for schedule(static)") for (int64_t b = 0; b < B; ++b) {           \
+                const TYPE *s = scores + b * P * maps;                                      \
+                if (best == NULL || at == NULL) {                                           \
+                    failed = 1;                                                             \
+                    continue;                                                               \
+                }                                                                           \
+                for (int64_t j = 0; j < maps; ++j) {                                        \
+                    best[j] = LOAD(s, j);                                                   \
+                    at[j] = 0;                                                              \
+                }                                                                           \
+                for (int32_t p = 1; p < P; ++p) {                                           \
+                    const TYPE *row = s + p * maps;                                         \
+                    for (int64_t j = 0; j < maps; ++j) {                                    \
+                        float r = LOAD(row, j);                                             \
+                        int take = (r > best[j]) | (r != r);                                \
+                        best[j] = take ? r : best[j];                                       \
+                        at[j] = take ? p : at[j];                                           \
+                    }                                                                       \
+                }                                                                           \
+                for (int64_t j = 0; j < maps; ++j) {                                        \
+                    float v = best[j];                                                      \
+                    pooled[b * F + col + j] = (v > 0.0f || v != v) ? v : 0.0f;              \
+                    argmax[b * F + col + j] = at[j];                                        \
+                }                                                                           \
+            }                                                                               \
+            free(best);                                                                     \
+            free(at);                                                                       \
+        }                                                                                   \
+        return failed ? -3 : 0;                                                             \
+    }
+
+DEFINE_POOL(textgan_conv_bank_pool, float, load_f32)
+DEFINE_POOL(textgan_conv_bank_pool_bf16, uint16_t, load_bf16)
