@@ -8,9 +8,10 @@ Ours is ``train_discriminator(disc, make_discriminator_optimizer(disc), ...)``, 
 default float32 GEMMs and with the opt-in ``train_precision="bfloat16"`` (``--no-bf16`` skips
 it; on a CPU without bfloat16 dot products it is emulated and slow, and the table says so).
 
-Printed: the epoch time of both (after a warm-up, ``--repeats`` rounds run round-robin,
-median), the per-part profile of a step (forward with loss, backward, optimiser step;
-median over ``--profile-steps`` steps), and the achieved FLOP rate as a fraction of this
+Printed: the epoch time of each variant (after a warm-up, ``--repeats`` rounds run
+round-robin, median; and the median over rounds of the round's plain-to-variant ratio), the
+per-part profile of a step (forward with loss, backward, optimiser step; median over
+``--profile-steps`` steps), and the achieved FLOP rate as a fraction of this
 run's own fp32 GEMM rate (a 2048^3 matmul), with the CPU line.
 
     .venv/bin/python benchmarks/discriminator_training.py [--threads 2] [--repeats 3] [--sequences 20000]
@@ -240,12 +241,18 @@ def report(
         f"median of {args.repeats} rounds; fp32 GEMM (2048^3) {gemm:.0f} GFLOP/s; "
         f"start logits gap {gap:.1e}\n"
     )
-    print("| variant | epoch s (median) | every run, s | ms/step | vs plain |")
-    print("|---|---:|---|---:|---:|")
+    # "paired": each round's plain epoch over the same round's epoch of the variant, median over
+    # rounds; the rounds run back to back, so slow drift of a shared machine cancels out.
+    print("| variant | epoch s (median) | every run, s | ms/step | vs plain | vs plain, paired |")
+    print("|---|---:|---|---:|---:|---:|")
     for name, secs in runs.items():
         med = statistics.median(secs)
         every = ", ".join(f"{s:.2f}" for s in secs)
-        print(f"| {name} | {med:.2f} | {every} | {1e3 * med / steps:.1f} | {base / med:.2f}x |")
+        paired = statistics.median(p / s for p, s in zip(runs["plain loop"], secs, strict=True))
+        print(
+            f"| {name} | {med:.2f} | {every} | {1e3 * med / steps:.1f} | {base / med:.2f}x "
+            f"| {paired:.2f}x |"
+        )
     print(
         "\n| variant | forward ms | backward ms | optimiser ms | step ms | fwd+bwd GFLOP/s (% of GEMM) |"
     )
