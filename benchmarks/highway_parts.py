@@ -3,8 +3,11 @@
 ``HighwayStep`` (1,720 features, batch 64) with ``gemm_dtype=torch.bfloat16``: each of its
 operations timed on its own (``time.perf_counter`` around it, median over ``--steps`` steps after
 a warm-up), the whole forward and backward through the autograd function for comparison, and
-two costs next to it: a weight cast into a fresh tensor against a ``copy_`` into a reused one,
-and dropout's ``bernoulli_`` mask against a ``torch.rand`` draw of the same size.
+costs next to it: a weight cast into a fresh tensor against a ``copy_`` into a reused one;
+dropout's ``bernoulli_`` mask against a ``torch.rand`` draw and the bfloat16 path's
+``keep_mask`` (four 16-bit uniforms per 64-bit draw); and the input-gradient GEMM in three
+layouts: ``g W`` (what ``HighwayStep`` runs in bfloat16), ``W^T g^T`` with a transposed A operand
+(its float32 layout), and ``W^T`` as a row-major copy, next to the copy it would need.
 
     .venv/bin/python benchmarks/highway_parts.py [--threads 2] [--steps 40]
 """
@@ -19,6 +22,7 @@ from collections import defaultdict
 import torch
 
 from textgan_envs.allocator import retain_freed_memory
+from textgan_envs.discriminators.dropout import keep_mask
 from textgan_envs.discriminators.highway import HighwayStep, _padded_transpose
 from textgan_envs.native_sampling import cpu_summary
 
@@ -56,13 +60,17 @@ def main() -> None:
             "backward elementwise + casts",
             lambda: ((grad * t * (r > 0)).to(LOW), (grad * (r - x) * t * (1.0 - t)).to(LOW)),
         )
-        timed("input-gradient GEMMs (2)", lambda: (wt_low.t() @ ga.t(), wg_low.t() @ gs.t()))
+        timed("input-gradient GEMMs (2), g W as in HighwayStep", lambda: (ga @ wt_low, gs @ wg_low))
         x_low = xt[:, :BATCH].t()
         g_wt = timed("weight-gradient GEMM (1 of 2)", lambda: ga.t() @ x_low)
         timed("weight gradient to fp32 (1 of 2)", lambda: g_wt.float())
         timed("cast one weight into a reused buffer", lambda: reused.copy_(wt))
         timed("dropout mask, bernoulli_", lambda: torch.empty_like(x).bernoulli_(0.75))
         timed("dropout mask, torch.rand", lambda: torch.rand_like(x) < 0.75)
+        timed("dropout mask, keep_mask (bf16 path)", lambda: keep_mask(x.shape, 0.75, x.device))
+        timed("input-gradient GEMM, W^T g^T, transposed A (1 of 2)", lambda: wt_low.t() @ ga.t())
+        wt_low_t = timed("W^T as a row-major bf16 copy", lambda: wt_low.t().contiguous())
+        timed("input-gradient GEMM, W^T row-major (1 of 2)", lambda: wt_low_t @ ga.t())
         params = [p.clone().requires_grad_() for p in (wt, bt, wg, bg)]
         x_in = x.detach().requires_grad_()
         y = timed("HighwayStep forward (whole)", lambda: HighwayStep.apply(x_in, *params, LOW))

@@ -154,3 +154,15 @@ def test_bad_setting_is_refused(monkeypatch) -> None:
     monkeypatch.setenv("TEXTGAN_NATIVE_CONV_BANK", "yes")
     with pytest.raises(ValueError, match="TEXTGAN_NATIVE_CONV_BANK"):
         native_conv_bank_available()
+
+
+@pytest.mark.parametrize("machine, wide", [("x86_64", True), ("aarch64", False)])
+def test_wide_vectors_are_tried_first_on_x86_only(monkeypatch, machine: str, wide: bool) -> None:
+    """x86-64 builds try 512-bit vectors first, with the plain flag sets kept as fallbacks;
+    other architectures (whose compilers reject the flag) get the plain sets alone."""
+    from textgan_envs.discriminators import native
+
+    monkeypatch.setattr(native.platform, "machine", lambda: machine)
+    sets = native._kernel_flag_sets()
+    assert (native._WIDE_VECTORS[0] in sets[0]) is wide
+    assert [s for s in sets if native._WIDE_VECTORS[0] not in s] == native._flag_sets("native")

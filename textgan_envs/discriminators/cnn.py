@@ -10,8 +10,9 @@ so padding never collides with a real token id (id 0 is an ordinary oracle token
 
 ``train_precision="bfloat16"`` is an opt-in for CPUs with bfloat16 dot products
 (avx512_bf16, AMX) and GPUs: the GEMMs of training steps (convolutions and highway)
-round their operands to bfloat16 (``benchmarks/discriminator_training.py`` measures it).
-Weights, Adam, the elementwise math and scoring (rewards, accuracy) stay float32.
+round their operands to bfloat16 (``benchmarks/discriminator_training.py`` measures it),
+and dropout draws its mask four elements per random draw (``dropout.py``). Weights, Adam,
+the elementwise math and scoring (rewards, accuracy) stay float32.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from torch import Tensor, nn
 
 from textgan_envs.device import resolve_device
 from textgan_envs.discriminators.conv_bank import conv_bank_max_pool, plain_conv_bank_max_pool
+from textgan_envs.discriminators.dropout import fast_dropout
 from textgan_envs.discriminators.highway import highway_step
 
 SEQGAN_FILTER_SIZES: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 20)
@@ -138,11 +140,12 @@ class CNNDiscriminator(nn.Module):
 
     def _forward_layers(self, tokens: Tensor) -> Tensor:
         pooled = self.pooled_features(tokens)
-        if self.fused_convs:
-            h = highway_step(self.highway, pooled, self.gemm_dtype)
-        else:
-            h = self.highway(pooled)
-        return self.output(self.dropout(h)).squeeze(1)
+        if not self.fused_convs:
+            return self.output(self.dropout(self.highway(pooled))).squeeze(1)
+        h = highway_step(self.highway, pooled, self.gemm_dtype)
+        if self.train_precision == "float32":  # nn.Dropout's stream: recorded results reproduce
+            return self.output(self.dropout(h)).squeeze(1)
+        return self.output(fast_dropout(h, self.dropout.p, self.training)).squeeze(1)
 
     def pooled_features(self, tokens: Tensor) -> Tensor:
         """Max-over-time ReLU features ``[B, sum(num_filters)]``; short sequences zero-padded."""

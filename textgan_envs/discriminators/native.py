@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import platform
 import subprocess
 import tempfile
 import threading
@@ -28,6 +29,10 @@ from textgan_envs.native_sampling import _cache_dir, _compiler, _cpu_signature, 
 
 SOURCE = Path(__file__).with_name("csrc") / "conv_bank.c"
 _COMMON_FLAGS = ["-O3", "-std=gnu11", "-shared", "-fPIC"]
+#: With ``-march=native`` on x86-64: 512-bit vectors where the CPU has AVX-512 (GCC tunes
+#: Zen 4 for 256-bit); the backward's loops then ran 5% faster on an avx512 EPYC. The kernel
+#: has no horizontal reductions, so its results do not depend on the vector width.
+_WIDE_VECTORS = ["-mprefer-vector-width=512"]
 _ERRORS = {
     -1: "a filter wider than the sequence",
     -2: "an argmax past the end",
@@ -97,6 +102,15 @@ def _open(compiler: str, flags: list[str]) -> ctypes.CDLL:
     return _bind(ctypes.CDLL(str(target)))
 
 
+def _kernel_flag_sets() -> list[list[str]]:
+    """The sampling kernel's flag sets (:func:`_flag_sets`), wide vectors first on x86-64."""
+    sets = _flag_sets("native")
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return sets
+    wide = [[*flags, *_WIDE_VECTORS] for flags in sets if "-march=native" in flags]
+    return wide + sets
+
+
 def _load() -> ctypes.CDLL | None:
     """Build (or find) and load the kernel once per process; remember why if that fails."""
     with _lock:
@@ -106,7 +120,7 @@ def _load() -> ctypes.CDLL | None:
         if compiler is None:
             errors.append(f"no C compiler found (looked for {os.environ.get('CC', 'cc')!r})")
         else:
-            for flags in _flag_sets("native"):
+            for flags in _kernel_flag_sets():
                 try:
                     _state["library"], _state["flags"] = _open(compiler, flags), flags
                     return _state["library"]  # type: ignore[return-value]
