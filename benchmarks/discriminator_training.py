@@ -6,7 +6,8 @@ writes from the paper: one ``nn.Conv1d`` per filter width, ReLU, ``amax`` over t
 dropout, ``torch.optim.Adam`` with its defaults (lr 1e-4) and the output layer's L2 in the loss.
 Ours is ``train_discriminator(disc, make_discriminator_optimizer(disc), ...)``, with the
 default float32 GEMMs and with the opt-in ``train_precision="bfloat16"`` (``--no-bf16`` skips
-it; on a CPU without bfloat16 dot products it is emulated and slow, and the table says so).
+it; on a CPU without bfloat16 dot products it is emulated and slow, and the table says so;
+``--cast-row`` adds it without its bfloat16 weight shadows, ``bf16_shadows=False``).
 
 Printed: the epoch time of each variant (after a warm-up, ``--repeats`` rounds run
 round-robin, median; and the median over rounds of the round's plain-to-variant ratio), the
@@ -40,6 +41,7 @@ from textgan_envs.native_sampling import cpu_has_bf16_dot_products, cpu_summary
 
 V, T, EMB, BATCH = 5000, 20, 64, 64
 BF16 = "train_discriminator, bfloat16 GEMMs"
+BF16_CAST = "bfloat16 GEMMs, highway weights rounded every step"
 
 
 class PlainCNN(nn.Module):
@@ -132,6 +134,13 @@ def part_profile(
     return {name: statistics.median(v) for name, v in parts.items()}
 
 
+def training_loss(disc: nn.Module) -> Callable[[Tensor, Tensor], Tensor]:
+    """``train_discriminator``'s loss of ``disc`` on a batch: cross-entropy plus the output L2."""
+    return lambda tokens, labels: (
+        F.binary_cross_entropy_with_logits(disc(tokens), labels) + disc.regularization()
+    )
+
+
 def check_same_function(ours: nn.Module, plain: PlainCNN, x: Tensor) -> float:
     """Largest logit gap of the two models (same weights, eval mode) on ``x``."""
     ours.eval(), plain.eval()
@@ -146,6 +155,11 @@ def main() -> None:
     parser.add_argument("--sequences", type=int, default=20000, help="rows per epoch (half real)")
     parser.add_argument("--profile-steps", type=int, default=20)
     parser.add_argument("--no-bf16", action="store_true", help="skip the bfloat16 opt-in row")
+    parser.add_argument(
+        "--cast-row",
+        action="store_true",
+        help="add the bfloat16 opt-in without its weight shadows (bf16_shadows=False)",
+    )
     args = parser.parse_args()
     retain_freed_memory()
     torch.set_num_threads(args.threads)
@@ -165,8 +179,13 @@ def main() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # the table names the CPU's flags
             bf16 = build_discriminator("cnn", V, T, seed=0, train_precision="bfloat16")
-        bf16_opt = make_discriminator_optimizer(bf16)
-        shuffle_bf16 = torch.Generator().manual_seed(1)
+            cast = build_discriminator("cnn", V, T, seed=0, train_precision="bfloat16")
+        cast.bf16_shadows = False
+        bf16_opt, cast_opt = make_discriminator_optimizer(bf16), make_discriminator_optimizer(cast)
+        shuffle_bf16, shuffle_cast = (
+            torch.Generator().manual_seed(1),
+            torch.Generator().manual_seed(1),
+        )
     plain_opt = torch.optim.Adam(plain.parameters(), lr=1e-4)
     gemm_before = gemm_gflops()
 
@@ -181,11 +200,17 @@ def main() -> None:
         variants[BF16] = lambda: train_discriminator(
             bf16, bf16_opt, real, fake, epochs=1, batch_size=BATCH, generator=shuffle_bf16
         )
+    if bf16 is not None and args.cast_row:
+        variants[BF16_CAST] = lambda: train_discriminator(
+            cast, cast_opt, real, fake, epochs=1, batch_size=BATCH, generator=shuffle_cast
+        )
     warm = slice(0, 8 * BATCH)
     plain_epoch(plain, plain_opt, x[warm], y[warm], shuffle_plain)
     train_discriminator(ours, ours_opt, real[:256], fake[:256], batch_size=BATCH)
     if bf16 is not None:
         train_discriminator(bf16, bf16_opt, real[:256], fake[:256], batch_size=BATCH)
+    if BF16_CAST in variants:
+        train_discriminator(cast, cast_opt, real[:256], fake[:256], batch_size=BATCH)
     runs: dict[str, list[float]] = {name: [] for name in variants}
     for round_ in range(args.repeats):
         names = list(variants)[round_ % len(variants) :] + list(variants)[: round_ % len(variants)]
@@ -198,9 +223,7 @@ def main() -> None:
     profiles: dict[str, dict[str, float]] = {
         "plain loop": part_profile(plain.loss, plain_opt, x, y, args.profile_steps),
         "train_discriminator": part_profile(
-            lambda tokens, labels: (
-                F.binary_cross_entropy_with_logits(ours(tokens), labels) + ours.regularization()
-            ),
+            training_loss(ours),
             ours_opt,
             x,
             y,
@@ -210,10 +233,17 @@ def main() -> None:
     if bf16 is not None:
         bf16.train()
         profiles[BF16] = part_profile(
-            lambda tokens, labels: (
-                F.binary_cross_entropy_with_logits(bf16(tokens), labels) + bf16.regularization()
-            ),
+            training_loss(bf16),
             bf16_opt,
+            x,
+            y,
+            args.profile_steps,
+        )
+    if BF16_CAST in variants:
+        cast.train()
+        profiles[BF16_CAST] = part_profile(
+            training_loss(cast),
+            cast_opt,
             x,
             y,
             args.profile_steps,

@@ -20,15 +20,19 @@ from textgan_envs.discriminators.conv_bank import (
     plain_conv_bank_max_pool,
 )
 from textgan_envs.discriminators.native import native_conv_bank_available
+from textgan_envs.native_sampling import set_native_arch
 
-BACKWARDS = ["kernel", "pytorch"]
+BACKWARDS = ["kernel", "portable kernel", "pytorch"]
 
 
 @pytest.fixture(params=BACKWARDS)
 def backward(request, monkeypatch) -> str:
-    """Run a test with the C kernel's backward and with the PyTorch fallback."""
-    monkeypatch.setenv("TEXTGAN_NATIVE_CONV_BANK", "1" if request.param == "kernel" else "0")
-    if request.param == "kernel" and not native_conv_bank_available():
+    """Run a test with the C kernel's backward (built for this CPU and for the compiler's
+    baseline target) and with the PyTorch fallback."""
+    monkeypatch.setenv("TEXTGAN_NATIVE_CONV_BANK", "0" if request.param == "pytorch" else "1")
+    old_arch = set_native_arch("portable" if request.param == "portable kernel" else "native")
+    request.addfinalizer(lambda: set_native_arch(old_arch))
+    if request.param != "pytorch" and not native_conv_bank_available():
         pytest.skip("the conv-bank kernel did not build here")
     return request.param
 

@@ -12,7 +12,9 @@ so padding never collides with a real token id (id 0 is an ordinary oracle token
 (avx512_bf16, AMX) and GPUs: the GEMMs of training steps (convolutions and highway)
 round their operands to bfloat16 (``benchmarks/discriminator_training.py`` measures it),
 and dropout draws its mask four elements per random draw (``dropout.py``). Weights, Adam,
-the elementwise math and scoring (rewards, accuracy) stay float32.
+the elementwise math and scoring (rewards, accuracy) stay float32; on the CPU the highway
+GEMMs read bfloat16 copies of its weights that the optimiser keeps current
+(``bf16_weights.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from textgan_envs.device import resolve_device
+from textgan_envs.discriminators.bf16_weights import shadows_apply
 from textgan_envs.discriminators.conv_bank import conv_bank_max_pool, plain_conv_bank_max_pool
 from textgan_envs.discriminators.dropout import fast_dropout
 from textgan_envs.discriminators.highway import highway_step
@@ -61,6 +64,10 @@ class CNNDiscriminator(nn.Module):
     #: highway's hand-written backward (``highway.py``). ``False`` runs the plain ``Conv1d`` +
     #: ``amax`` + autograd formulation (same function, same weights).
     fused_convs: bool = True
+    #: bfloat16 training on CPU: the highway GEMMs read bfloat16 weight copies that
+    #: ``make_discriminator_optimizer``'s Adam keeps current (``bf16_weights.py``; 1.6 ms of a
+    #: 25 ms step). ``False`` rounds the float32 weights in every step instead (same numbers).
+    bf16_shadows: bool = True
 
     def __init__(
         self,
@@ -142,7 +149,7 @@ class CNNDiscriminator(nn.Module):
         pooled = self.pooled_features(tokens)
         if not self.fused_convs:
             return self.output(self.dropout(self.highway(pooled))).squeeze(1)
-        h = highway_step(self.highway, pooled, self.gemm_dtype)
+        h = highway_step(self.highway, pooled, self.gemm_dtype, shadows=self.bf16_shadows)
         if self.train_precision == "float32":  # nn.Dropout's stream: recorded results reproduce
             return self.output(self.dropout(h)).squeeze(1)
         return self.output(fast_dropout(h, self.dropout.p, self.training)).squeeze(1)
@@ -153,6 +160,13 @@ class CNNDiscriminator(nn.Module):
         if self.fused_convs:
             return conv_bank_max_pool(x, self.convs, self.gemm_dtype)
         return plain_conv_bank_max_pool(x, self.convs)
+
+    def shadowed_weights(self) -> list[Tensor]:
+        """The weights whose training GEMMs read bfloat16 shadows (``bf16_weights.py``): the
+        highway's two in bfloat16 training on the CPU with the native kernels, else none."""
+        weights = [self.highway.transform.weight, self.highway.gate.weight]
+        wanted = self.bf16_shadows and self.fused_convs
+        return weights if wanted and all(shadows_apply(w, self.gemm_dtype) for w in weights) else []
 
     def regularization(self) -> Tensor:
         """SeqGAN's ``l2_reg_lambda * (l2_loss(W) + l2_loss(b))`` on the output layer."""

@@ -19,13 +19,17 @@ a chunked forward on one thread missed the whole one by just over the 1e-6 + 1e-
 that the chunking test allows), and in the backward the two products are plain GEMMs
 added afterwards (an ``addmm`` with a ``beta=1`` accumulator rounded differently for
 different batch sizes).
-The parameters are the :class:`~textgan_envs.discriminators.cnn.Highway` module's own.
+The parameters are the :class:`~textgan_envs.discriminators.cnn.Highway` module's own; in
+bfloat16 on the CPU the GEMMs read the weights' bfloat16 shadows instead
+(:mod:`~textgan_envs.discriminators.bf16_weights`), whose gradients stay bfloat16.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+
+from textgan_envs.discriminators.bf16_weights import shadow_of, shadows_apply
 
 #: Rows are padded to a multiple of this before the transposed GEMM, so a row's value does not
 #: depend on how many rows share the call (MKL blocks the N dimension; chunked scoring stays exact).
@@ -46,7 +50,8 @@ class HighwayStep(torch.autograd.Function):
 
     ``gemm_dtype``: the six GEMMs' dtype, ``x``'s or ``torch.bfloat16`` (weights, inputs and
     the GEMMs' gradient operands rounded to it; the gates, the residual and every gradient
-    returned stay in ``x``'s dtype).
+    returned stay in ``x``'s dtype, except the weights', which take each weight's dtype:
+    bfloat16 for a bfloat16 shadow).
     """
 
     @staticmethod
@@ -60,6 +65,7 @@ class HighwayStep(torch.autograd.Function):
         t = torch.sigmoid(gate.to(x.dtype))
         r = torch.addmm(bt.to(low).unsqueeze(1), wt_low, xt)[:, :rows].t().to(x.dtype).clamp_min(0)
         ctx.save_for_backward(x, xt, wt_low, wg_low, t, r)
+        ctx.weight_dtypes = wt.dtype, wg.dtype
         # Row-major like nn.Linear's output (t and r are transposed views): dropout draws its
         # mask in memory order, so a column-major result would get a different mask.
         return (t * r + (1.0 - t) * x).contiguous()
@@ -80,15 +86,18 @@ class HighwayStep(torch.autograd.Function):
             product += (grad_s_low @ wg).to(x.dtype)
             grad_x = product + grad * (1.0 - t)
         x_low = x if low == x.dtype else xt[:, :rows].t()
-        grad_wt = (grad_a_low.t() @ x_low).to(x.dtype)
-        grad_wg = (grad_s_low.t() @ x_low).to(x.dtype)
+        grad_wt = (grad_a_low.t() @ x_low).to(ctx.weight_dtypes[0])
+        grad_wg = (grad_s_low.t() @ x_low).to(ctx.weight_dtypes[1])
         return grad_x, grad_wt, grad_a.sum(0), grad_wg, grad_s.sum(0), None
 
 
-def highway_step(layer: nn.Module, x: Tensor, gemm_dtype: torch.dtype | None = None) -> Tensor:
+def highway_step(
+    layer: nn.Module, x: Tensor, gemm_dtype: torch.dtype | None = None, shadows: bool = True
+) -> Tensor:
     """``layer(x)`` for a :class:`~textgan_envs.discriminators.cnn.Highway`: through
     :class:`HighwayStep` when gradients are needed (outside autocast; its GEMMs in
-    ``gemm_dtype``, default ``x``'s), else its own forward in ``x``'s dtype."""
+    ``gemm_dtype``, default ``x``'s, reading bfloat16 shadows if ``shadows`` and
+    :func:`shadows_apply`), else its own forward in ``x``'s dtype."""
     needs_grad = torch.is_grad_enabled() and (
         x.requires_grad or any(p.requires_grad for p in layer.parameters())
     )
@@ -96,4 +105,7 @@ def highway_step(layer: nn.Module, x: Tensor, gemm_dtype: torch.dtype | None = N
         return layer(x)
     tr, gate = layer.transform, layer.gate
     gemm_dtype = x.dtype if gemm_dtype is None else gemm_dtype
-    return HighwayStep.apply(x, tr.weight, tr.bias, gate.weight, gate.bias, gemm_dtype)
+    wt, wg = tr.weight, gate.weight
+    if shadows and shadows_apply(wt, gemm_dtype) and shadows_apply(wg, gemm_dtype):
+        wt, wg = shadow_of(wt).current(wt), shadow_of(wg).current(wg)
+    return HighwayStep.apply(x, wt, tr.bias, wg, gate.bias, gemm_dtype)

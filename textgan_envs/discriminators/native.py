@@ -1,13 +1,20 @@
-"""The conv bank's backward pass through a small C kernel (``csrc/conv_bank.c``), built on first use.
+"""The discriminator's C kernels (``csrc/``), built on first use: the conv bank's backward pass
+and the bfloat16 highway weights' Adam step.
 
 Why: after max-over-time pooling each (sequence, filter) sends its gradient to one window,
 so the dense GEMMs of the backward multiply mostly zeros. The kernel adds only the nonzero
 windows (about a tenth of the dense flops at SeqGAN's sizes, T=20) on PyTorch's OpenMP
 threads. It is compiled like the sampling kernel (:mod:`textgan_envs.native_sampling`: the
 system C compiler, ``-march=native`` where it works, else the compiler's baseline target,
-cached per source, flags, compiler and CPU). Where nothing builds, a warning says why and the
-conv bank keeps its PyTorch backward (same numbers to float32 rounding).
+cached per source, flags, compiler and CPU; ``TEXTGAN_NATIVE_ARCH=portable`` or
+:func:`~textgan_envs.native_sampling.set_native_arch` selects the baseline-target build, the
+switch that tests the portable code on any machine). Where nothing builds, a warning says
+why and the conv bank keeps its PyTorch backward (same numbers to float32 rounding).
 ``TEXTGAN_NATIVE_CONV_BANK=0`` selects the PyTorch backward on purpose.
+
+The same library holds :func:`adam_step_bf16_grad` (``csrc/adam_bf16.c``), the update that
+lets bfloat16 training keep bfloat16 copies of the highway weights
+(:mod:`textgan_envs.discriminators.bf16_weights`); without the library that path is off too.
 """
 
 from __future__ import annotations
@@ -25,10 +32,18 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from textgan_envs.native_sampling import _cache_dir, _compiler, _cpu_signature, _flag_sets
+from textgan_envs.native_sampling import (
+    _cache_dir,
+    _compiler,
+    _cpu_signature,
+    _flag_sets,
+    native_arch,
+)
 
-SOURCE = Path(__file__).with_name("csrc") / "conv_bank.c"
-_COMMON_FLAGS = ["-O3", "-std=gnu11", "-shared", "-fPIC"]
+SOURCES = tuple(Path(__file__).with_name("csrc") / name for name in ("conv_bank.c", "adam_bf16.c"))
+#: ``-fno-math-errno`` lets ``sqrtf`` vectorise (the Adam step ran 3x slower without it);
+#: nothing here reads ``errno``.
+_COMMON_FLAGS = ["-O3", "-std=gnu11", "-shared", "-fPIC", "-fno-math-errno"]
 #: With ``-march=native`` on x86-64: 512-bit vectors where the CPU has AVX-512 (GCC tunes
 #: Zen 4 for 256-bit); the backward's loops then ran 5% faster on an avx512 EPYC. The kernel
 #: has no horizontal reductions, so its results do not depend on the vector width.
@@ -40,7 +55,8 @@ _ERRORS = {
 }
 
 _lock = threading.Lock()
-_state: dict[str, object] = {}  # "library": CDLL or None, "flags", "failure"
+#: Per build ("native", "portable"): "library" (CDLL or None), "flags", "failure".
+_states: dict[str, dict[str, object]] = {}
 
 
 def _build_key(compiler: str, flags: list[str]) -> str:
@@ -51,7 +67,7 @@ def _build_key(compiler: str, flags: list[str]) -> str:
         ).stdout
     except (OSError, subprocess.SubprocessError):
         version = compiler
-    key = hashlib.sha256(SOURCE.read_bytes())
+    key = hashlib.sha256(b"".join(source.read_bytes() for source in SOURCES))
     for part in (" ".join(flags), version, _cpu_signature()):
         key.update(part.encode())
     return key.hexdigest()[:16]
@@ -62,7 +78,7 @@ def _build(compiler: str, flags: list[str], target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, partial = tempfile.mkstemp(dir=target.parent, suffix=".so.partial")
     os.close(handle)
-    command = [compiler, *_COMMON_FLAGS, *flags, str(SOURCE), "-o", partial]
+    command = [compiler, *_COMMON_FLAGS, *flags, *map(str, SOURCES), "-o", partial]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
@@ -87,6 +103,11 @@ def _bind(library: ctypes.CDLL) -> ctypes.CDLL:
     for pool in (library.textgan_conv_bank_pool, library.textgan_conv_bank_pool_bf16):
         pool.argtypes = [pointer, int64, int64, int64, int64, int64, pointer, pointer, int32]
         pool.restype = int64
+    double = ctypes.c_double
+    adam = library.textgan_adam_bf16_grad
+    adam.argtypes = [pointer, pointer, pointer, pointer, pointer, int64, double, double]
+    adam.argtypes += [double, double, double, int32]
+    adam.restype = None
     return library
 
 
@@ -102,9 +123,10 @@ def _open(compiler: str, flags: list[str]) -> ctypes.CDLL:
     return _bind(ctypes.CDLL(str(target)))
 
 
-def _kernel_flag_sets() -> list[list[str]]:
-    """The sampling kernel's flag sets (:func:`_flag_sets`), wide vectors first on x86-64."""
-    sets = _flag_sets("native")
+def _kernel_flag_sets(arch: str = "native") -> list[list[str]]:
+    """The sampling kernel's flag sets for ``arch`` (:func:`_flag_sets`: ``"native"``, or
+    ``"portable"`` for the compiler's baseline target), wide vectors first on x86-64."""
+    sets = _flag_sets(arch)
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return sets
     wide = [[*flags, *_WIDE_VECTORS] for flags in sets if "-march=native" in flags]
@@ -112,24 +134,28 @@ def _kernel_flag_sets() -> list[list[str]]:
 
 
 def _load() -> ctypes.CDLL | None:
-    """Build (or find) and load the kernel once per process; remember why if that fails."""
+    """Build (or find) and load the current build once per process (``native`` or
+    ``portable``, as :func:`~textgan_envs.native_sampling.native_arch` says); remember why
+    if that fails."""
+    arch = native_arch()
     with _lock:
-        if "library" in _state:
-            return _state["library"]  # type: ignore[return-value]
+        state = _states.setdefault(arch, {})
+        if "library" in state:
+            return state["library"]  # type: ignore[return-value]
         compiler, errors = _compiler(), []
         if compiler is None:
             errors.append(f"no C compiler found (looked for {os.environ.get('CC', 'cc')!r})")
         else:
-            for flags in _kernel_flag_sets():
+            for flags in _kernel_flag_sets(arch):
                 try:
-                    _state["library"], _state["flags"] = _open(compiler, flags), flags
-                    return _state["library"]  # type: ignore[return-value]
+                    state["library"], state["flags"] = _open(compiler, flags), flags
+                    return state["library"]  # type: ignore[return-value]
                 except (OSError, AttributeError, RuntimeError) as error:
                     errors.append(str(error))
-        _state["library"], _state["failure"] = None, "; ".join(errors)
+        state["library"], state["failure"] = None, "; ".join(errors)
         warnings.warn(
             "textgan's C conv-bank kernel is unavailable, so training SeqGAN's CNN uses the "
-            f"slower PyTorch backward ({_state['failure']}). Set TEXTGAN_NATIVE_CONV_BANK=0 "
+            f"slower PyTorch backward ({state['failure']}). Set TEXTGAN_NATIVE_CONV_BANK=0 "
             "to silence this.",
             RuntimeWarning,
             stacklevel=3,
@@ -147,13 +173,16 @@ def native_conv_bank_available() -> bool:
 
 def build_flags() -> list[str] | None:
     """The compiler flags of the loaded build (``None`` where it did not build)."""
-    return _state.get("flags") if _load() is not None else None  # type: ignore[return-value]
+    if _load() is None:
+        return None
+    return _states[native_arch()].get("flags")  # type: ignore[return-value]
 
 
 def _library() -> ctypes.CDLL:
     library = _load()
     if library is None:
-        raise RuntimeError(f"the conv-bank kernel did not build: {_state.get('failure')}")
+        failure = _states[native_arch()].get("failure")
+        raise RuntimeError(f"the conv-bank kernel did not build: {failure}")
     return library
 
 
@@ -223,3 +252,46 @@ def conv_bank_backward(
     if code != 0:
         raise ValueError(f"conv-bank kernel refused its input: {_ERRORS.get(code, code)}")
     return grad_x, grad_filters
+
+
+def adam_step_bf16_grad(
+    param: Tensor,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    grad: Tensor,
+    low_param: Tensor,
+    step: float,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+) -> None:
+    """Adam's update of ``param`` (float32) from ``grad`` (bfloat16), in place, and
+    ``low_param = param.to(torch.bfloat16)`` in the same pass (see ``csrc/adam_bf16.c``).
+
+    The float32 arithmetic of ``torch.optim.Adam(fused=True)`` on ``grad.float()`` (no weight
+    decay, amsgrad or maximize); ``step`` is the step count after this update. All tensors
+    contiguous, on the CPU and of ``param``'s size.
+    """
+    tensors = {"param": param, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
+    tensors |= {"grad": grad, "low_param": low_param}
+    for name, tensor in tensors.items():
+        wanted = torch.bfloat16 if name in ("grad", "low_param") else torch.float32
+        if (
+            tensor.dtype != wanted
+            or tensor.device.type != "cpu"
+            or not tensor.is_contiguous()
+            or tensor.numel() != param.numel()
+        ):
+            raise ValueError(
+                f"adam_step_bf16_grad: {name} must be a contiguous {wanted} CPU tensor of "
+                f"{param.numel()} elements, got {tensor.dtype} {tuple(tensor.shape)} on "
+                f"{tensor.device}"
+            )
+    bias_correction1 = 1.0 - beta1**step
+    bias_correction2_sqrt = (1.0 - beta2**step) ** 0.5
+    _library().textgan_adam_bf16_grad(
+        param.data_ptr(), exp_avg.data_ptr(), exp_avg_sq.data_ptr(), grad.data_ptr(),
+        low_param.data_ptr(), param.numel(), beta1, beta2, lr / bias_correction1,
+        bias_correction2_sqrt, eps, torch.get_num_threads(),
+    )  # fmt: skip

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from textgan_envs.discriminators.bf16_weights import ShadowedAdam
 from textgan_envs.discriminators.cnn import CNNDiscriminator
 from textgan_envs.discriminators.lstm import LSTMDiscriminator
 
@@ -88,9 +89,17 @@ def make_discriminator_optimizer(disc: nn.Module, lr: float | None = None) -> to
     The fused implementation where this PyTorch has one for the parameters' device (CPU
     since torch 2.4, CUDA): the same update in one pass over each parameter instead of about
     ten, which was a third of a SeqGAN CNN step on CPU. Elsewhere PyTorch's default Adam.
+    For a module whose training GEMMs read bfloat16 weight shadows (``shadowed_weights()``,
+    SeqGAN's CNN in bfloat16 on CPU), a :class:`~textgan_envs.discriminators.bf16_weights.ShadowedAdam`:
+    the same update, which also keeps the shadows current.
     """
     params = list(disc.parameters())
     lr = lr if lr is not None else getattr(disc, "default_lr", 1e-4)
+    shadowed = getattr(disc, "shadowed_weights", lambda: [])()
+    if shadowed:
+        optimizer = ShadowedAdam(params, shadowed, lr=lr)
+        optimizer.register_load_state_dict_pre_hook(_keep_fused)
+        return optimizer
     try:
         optimizer = torch.optim.Adam(params, lr=lr, fused=True)
     except (RuntimeError, TypeError, ValueError):  # no fused kernel for this device/dtype
