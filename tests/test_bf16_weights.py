@@ -230,3 +230,14 @@ def test_unimplemented_adam_settings_are_refused() -> None:
     _backward(disc, tokens, labels, 0)
     with pytest.raises(ValueError, match="amsgrad"):
         optimizer.step()
+
+
+def test_distributed_training_keeps_float32_gradients(monkeypatch) -> None:
+    """DDP all-reduces ``weight.grad`` as autograd fills it: no shadows under torch.distributed."""
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    disc = _model()
+    assert disc.shadowed_weights() == []
+    assert not isinstance(make_discriminator_optimizer(disc), ShadowedAdam)
+    tokens, labels = _batches(1)[0]
+    _backward(disc, tokens, labels, 0)
+    assert all(w.grad is not None for w in _highway_weights(disc))

@@ -22,8 +22,8 @@ Everyone else sees PyTorch's semantics:
   and storage. Writes through ``weight.data`` bypass the version counter and are not seen,
   and ``Module.zero_grad`` does not reach a waiting gradient (the optimiser's does).
 
-Shadows exist only on the CPU with the native kernels built (:func:`shadows_apply`);
-elsewhere the GEMMs round the float32 weights as before.
+Shadows exist only on the CPU with the native kernels built and outside distributed
+training (:func:`shadows_apply`); elsewhere the GEMMs round the float32 weights as before.
 """
 
 from __future__ import annotations
@@ -106,8 +106,11 @@ _SHADOWS: WeakIdKeyDictionary = WeakIdKeyDictionary()
 
 def shadows_apply(weight: Tensor, gemm_dtype: torch.dtype) -> bool:
     """Whether training GEMMs in ``gemm_dtype`` read a shadow of ``weight``: bfloat16 GEMMs
-    of a contiguous float32 CPU weight, with the native kernels built."""
+    of a contiguous float32 CPU weight, with the native kernels built, outside
+    ``torch.distributed`` (DDP all-reduces ``weight.grad`` as autograd fills it)."""
     if gemm_dtype != torch.bfloat16 or weight.dtype != torch.float32:
+        return False
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
         return False
     if weight.device.type != "cpu" or not weight.is_contiguous():
         return False
