@@ -6,14 +6,18 @@ writes from the paper: one ``nn.Conv1d`` per filter width, ReLU, ``amax`` over t
 dropout, ``torch.optim.Adam`` with its defaults (lr 1e-4) and the output layer's L2 in the loss.
 Ours is ``train_discriminator(disc, make_discriminator_optimizer(disc), ...)``, with the
 default float32 GEMMs and with the opt-in ``train_precision="bfloat16"`` (``--no-bf16`` skips
-it; on a CPU without bfloat16 dot products it is emulated and slow, and the table says so;
-``--cast-row`` adds it without its bfloat16 weight shadows, ``bf16_shadows=False``).
+it; on a CPU without bfloat16 dot products it is emulated, ~12x slower than the plain loop on
+an AVX2 EPYC, so it is skipped there unless ``--emulated-bf16`` asks for it; ``--cast-row``
+adds it without its bfloat16 weight shadows, ``bf16_shadows=False``).
 
 Printed: the epoch time of each variant (after a warm-up, ``--repeats`` rounds run
 round-robin, median; and the median over rounds of the round's plain-to-variant ratio), the
 per-part profile of a step (forward with loss, backward, optimiser step; median over
-``--profile-steps`` steps), and the achieved FLOP rate as a fraction of this
-run's own fp32 GEMM rate (a 2048^3 matmul), with the CPU line.
+``--profile-steps`` steps), the achieved FLOP rate as a fraction of this
+run's own fp32 GEMM rate (a 2048^3 matmul), with the CPU line, and the float32 floor: the
+step's dense GEMMs timed alone at their own shapes (the twelve convolutions' forward, the
+highway's six), which no float32 implementation built on this GEMM library beats, plus the
+measured optimiser step, as the largest speed-up over the plain loop that float32 allows here.
 
     .venv/bin/python benchmarks/discriminator_training.py [--threads 2] [--repeats 3] [--sequences 20000]
 """
@@ -109,6 +113,48 @@ def gemm_gflops(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / statistics.median(runs) / 1e9
 
 
+def timed(fn: Callable[[], object], cold: bool, repeats: int = 15) -> float:
+    """Median seconds of ``fn()`` after two warm-up calls; ``cold``: with the caches flushed
+    (a 64 MB buffer rewritten, untimed) before each call, as after the optimiser's pass."""
+    flush = torch.zeros(16 * 2**20) if cold else None
+    fn(), fn()
+    runs = []
+    for _ in range(repeats):
+        if flush is not None:
+            flush.add_(1.0)
+        start = time.perf_counter()
+        fn()
+        runs.append(time.perf_counter() - start)
+    return statistics.median(runs)
+
+
+def gemm_floor(cold: bool) -> float:
+    """Seconds of one float32 training step's dense GEMMs, each timed alone at its shape.
+
+    The convolutions' forward (one ``[B * positions, width * E] x [width * E, maps]`` per
+    width; their backward is the sparse argmax kernel, not a GEMM) and the highway's six:
+    two forward products, two input-gradient and two weight-gradient products of
+    ``1720 x 1720`` with the batch of 64.
+    """
+    total = 0.0
+    for w, n in zip(SEQGAN_FILTER_SIZES, SEQGAN_NUM_FILTERS, strict=True):
+        rows, filters = torch.randn(BATCH * (T - w + 1), w * EMB), torch.randn(n, w * EMB)
+        bias, out = torch.randn(n), torch.empty(rows.shape[0], n)
+        total += timed(
+            lambda rows=rows, filters=filters, bias=bias, out=out: torch.addmm(
+                bias, rows, filters.t(), out=out
+            ),
+            cold,
+        )
+    size = sum(SEQGAN_NUM_FILTERS)
+    weight, xt = torch.randn(size, size), torch.randn(size, BATCH)
+    grad, x = torch.randn(BATCH, size), torch.randn(BATCH, size)
+    total += 2 * timed(lambda: weight @ xt, cold)  # forward, W x^T
+    total += 2 * timed(lambda: weight.t() @ grad.t(), cold)  # input gradient, W^T g^T
+    total += 2 * timed(lambda: grad.t() @ x, cold)  # weight gradient, g^T x
+    return total
+
+
 def part_profile(
     loss_fn: Callable[[Tensor, Tensor], Tensor],
     opt: torch.optim.Optimizer,
@@ -156,6 +202,11 @@ def main() -> None:
     parser.add_argument("--profile-steps", type=int, default=20)
     parser.add_argument("--no-bf16", action="store_true", help="skip the bfloat16 opt-in row")
     parser.add_argument(
+        "--emulated-bf16",
+        action="store_true",
+        help="run the bfloat16 rows even on a CPU without bfloat16 dot products (slow)",
+    )
+    parser.add_argument(
         "--cast-row",
         action="store_true",
         help="add the bfloat16 opt-in without its weight shadows (bf16_shadows=False)",
@@ -175,7 +226,11 @@ def main() -> None:
     gap = check_same_function(ours, plain, x[:256])
     ours_opt = make_discriminator_optimizer(ours)
     bf16 = None
-    if not args.no_bf16:
+    if not args.no_bf16 and not (cpu_has_bf16_dot_products() or args.emulated_bf16):
+        print(
+            "(bfloat16 rows skipped: this CPU has no bfloat16 dot products; --emulated-bf16 runs them)"
+        )
+    elif not args.no_bf16:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # the table names the CPU's flags
             bf16 = build_discriminator("cnn", V, T, seed=0, train_precision="bfloat16")
@@ -249,7 +304,7 @@ def main() -> None:
             args.profile_steps,
         )
     gemm = (gemm_before + gemm_gflops()) / 2
-    report(args, runs, profiles, gemm, gap)
+    report(args, runs, profiles, gemm, gap, (gemm_floor(cold=False), gemm_floor(cold=True)))
 
 
 def report(
@@ -258,6 +313,7 @@ def report(
     profiles: dict[str, dict[str, float]],
     gemm: float,
     gap: float,
+    floors: tuple[float, float],
 ) -> None:
     """The Markdown tables."""
     steps = -(-args.sequences // BATCH)
@@ -295,6 +351,20 @@ def report(
             f"{1e3 * p['optimiser']:.1f} | {1e3 * sum(p.values()):.1f} | "
             f"{rate:.0f} ({100 * rate / gemm:.0f}%) |"
         )
+
+    optimiser = profiles["train_discriminator"]["optimiser"]
+    plain_step = base / steps
+    print("\n| float32 floor | dense GEMMs alone ms | + optimiser ms | at most vs plain |")
+    print("|---|---:|---:|---:|")
+    for name, floor in zip(("warm caches", "cold caches"), floors, strict=True):
+        print(
+            f"| {name} | {1e3 * floor:.1f} | {1e3 * (floor + optimiser):.1f} "
+            f"| {plain_step / (floor + optimiser):.2f}x |"
+        )
+    print(
+        "(the step's GEMMs at their own shapes and this run's optimiser step, before the sparse "
+        f"convolution backward, pooling, dropout and the data; plain loop {1e3 * plain_step:.1f} ms a step)"
+    )
 
 
 if __name__ == "__main__":
