@@ -114,8 +114,10 @@ def gemm_gflops(n: int = 2048, repeats: int = 5) -> float:
 
 
 def timed(fn: Callable[[], object], cold: bool, repeats: int = 15) -> float:
-    """Median seconds of ``fn()`` after two warm-up calls; ``cold``: with the caches flushed
-    (a 64 MB buffer rewritten, untimed) before each call, as after the optimiser's pass."""
+    """Fastest seconds of ``fn()`` over ``repeats`` calls after two warm-up calls (a floor: the
+    fastest call is the one a neighbour on a shared host disturbed least); ``cold``: with the
+    caches flushed (a 64 MB buffer rewritten, untimed) before each call, as after the
+    optimiser's pass."""
     flush = torch.zeros(16 * 2**20) if cold else None
     fn(), fn()
     runs = []
@@ -125,7 +127,7 @@ def timed(fn: Callable[[], object], cold: bool, repeats: int = 15) -> float:
         start = time.perf_counter()
         fn()
         runs.append(time.perf_counter() - start)
-    return statistics.median(runs)
+    return min(runs)
 
 
 def gemm_floor(cold: bool) -> float:
