@@ -136,7 +136,10 @@ def test_shadowed_training_is_the_cast_paths_training(arch: str) -> None:
     logits_cast = _train(cast, opt_cast, batches)
     for a, b in zip(logits_shadowed, logits_cast, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-    _assert_same_parameters(shadowed, cast)
+    # Adam divides by sqrt(v): where a gradient is near zero, the last bits in which the two
+    # paths' bfloat16 GEMMs accumulate differently move a weight by up to ~1e-4 of a step on
+    # some CPUs. A wrong update misses by a whole step (lr = 1e-3); allow 1/100 of one.
+    _assert_same_parameters(shadowed, cast, rtol=0.0, atol=1e-5)
     start = _model()
     assert not torch.allclose(shadowed.highway.gate.weight, start.highway.gate.weight, atol=1e-4)
     for weight in _highway_weights(shadowed):  # the path was taken, and left the shadow current

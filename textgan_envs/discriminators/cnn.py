@@ -65,8 +65,9 @@ class CNNDiscriminator(nn.Module):
     #: ``amax`` + autograd formulation (same function, same weights).
     fused_convs: bool = True
     #: bfloat16 training on CPU: the highway GEMMs read bfloat16 weight copies that
-    #: ``make_discriminator_optimizer``'s Adam keeps current (``bf16_weights.py``; 1.6 ms of a
-    #: 25 ms step). ``False`` rounds the float32 weights in every step instead (same numbers).
+    #: ``make_discriminator_optimizer``'s Adam keeps current (``bf16_weights.py``). No faster
+    #: within noise: the casts it saves are spent again in the optimiser (BENCHMARKS.md).
+    #: ``False`` rounds the float32 weights in every step instead (same numbers).
     bf16_shadows: bool = True
 
     def __init__(
