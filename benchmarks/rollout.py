@@ -181,7 +181,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.score != "cnn":
         work.pop("discriminator CNN")
     total_flops = sum(work.values())
-    print(f"CPU: {native_sampling.cpu_summary()}; kernel build flags: {native_sampling.build_flags()}")
+    print(
+        f"CPU: {native_sampling.cpu_summary()}; kernel build flags: {native_sampling.build_flags()}"
+    )
     print(
         f"device={device} threads={torch.get_num_threads()} B={B} T={T} V={V} H={H} N={N} "
         f"score={args.score}; projection sampling: {projection_sampling_enabled()}"

@@ -1,6 +1,6 @@
 """Your own agent on textgan's envs: REINFORCE with a baseline, CleanRL style, public API only.
 
-    python examples/custom_reinforce.py --updates 150 --vocab-size 50 --seq-len 8
+python examples/custom_reinforce.py --updates 150 --vocab-size 50 --seq-len 8
 """
 
 from __future__ import annotations
