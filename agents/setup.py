@@ -81,6 +81,11 @@ class CommonConfig:
     """Discriminator Adam learning rate; ``None`` uses the architecture's default (CNN: 1e-4)."""
     d_pretrain_steps: int = 50
     """Discriminator pre-training rounds, each on fresh negatives for ``d_epochs`` epochs."""
+    d_pretrain_epochs: int | None = field(default=None, metadata={"min": 1})
+    """Epochs of each pre-training round; ``None``: ``d_epochs`` (SeqGAN uses 3 for both). Lets a
+    shortened schedule keep the paper's pre-training while shortening the per-update rounds."""
+    d_pretrain_negatives: int | None = field(default=None, metadata={"min": 1})
+    """Fresh negatives of each pre-training round; ``None``: ``d_negatives``."""
     d_steps: int = 5
     """Discriminator rounds after each block of ``g_steps`` generator updates."""
     d_epochs: int = field(default=3, metadata={"min": 1})
@@ -294,7 +299,14 @@ def build_setup(
     d_gen = make_generator(seed_stream(cfg.seed, "pretrain_shuffle"))
     sample_gen = make_generator(seed_stream(cfg.seed, "pretrain_sample"), device)
     for _ in range(cfg.d_pretrain_steps):
-        discriminator_round(setup, cfg, sample_gen, d_gen)
+        discriminator_round(
+            setup,
+            cfg,
+            sample_gen,
+            d_gen,
+            epochs=cfg.d_pretrain_epochs,
+            negatives=cfg.d_pretrain_negatives,
+        )
     return _distribute(setup)
 
 
@@ -366,18 +378,26 @@ def _distribute(setup: Setup) -> Setup:
 
 
 def discriminator_round(
-    setup: Setup, cfg: CommonConfig, sample_gen: torch.Generator, shuffle_gen: torch.Generator
+    setup: Setup,
+    cfg: CommonConfig,
+    sample_gen: torch.Generator,
+    shuffle_gen: torch.Generator,
+    epochs: int | None = None,
+    negatives: int | None = None,
 ) -> dict[str, float]:
-    """One SeqGAN D-step: ``d_negatives`` fresh generator samples vs real data, ``d_epochs`` epochs."""
+    """One SeqGAN D-step: ``negatives`` (default ``d_negatives``) fresh generator samples vs
+    real data, ``epochs`` (default ``d_epochs``) epochs."""
     from textgan_envs.discriminators import train_discriminator
 
-    fake = setup.policy.sample(cfg.d_negatives, generator=sample_gen)
+    fake = setup.policy.sample(
+        cfg.d_negatives if negatives is None else negatives, generator=sample_gen
+    )
     return train_discriminator(
         setup.discriminator,
         setup.d_optimizer,
         setup.real,
         fake,
-        epochs=cfg.d_epochs,
+        epochs=cfg.d_epochs if epochs is None else epochs,
         batch_size=cfg.d_batch_size,
         generator=shuffle_gen,
     )

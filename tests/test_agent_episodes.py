@@ -253,3 +253,32 @@ def test_collect_episodes_rejects_mismatched_arguments():
     other = TextGenerationVectorEnv(6, V + 1, T, discriminator=lambda y: y[:, 0].float(), as_torch=True)  # fmt: skip
     with pytest.raises(ValueError, match="does not match the env"):
         collect_episodes(other, setup.policy, gen)
+
+
+@pytest.mark.parametrize(
+    ("pretrain", "expected_steps"),
+    [({}, 2 * 1 * 4), ({"d_pretrain_epochs": 3, "d_pretrain_negatives": 16}, 2 * 3 * 2)],
+)
+def test_discriminator_pretraining_takes_its_own_epochs_and_negatives(
+    tmp_path, pretrain, expected_steps
+):
+    """Pre-training rounds may be longer than the per-update ones (the paper's 50 x 3 epochs
+    with a shortened per-update schedule); unset, they are the per-update rounds."""
+    values = {
+        "vocab_size": V,
+        "seq_len": T,
+        "n_real": 64,
+        "n_valid": 16,
+        "mle_epochs": 0,
+        "d_pretrain_steps": 2,
+        "d_epochs": 1,
+        "d_negatives": 32,
+        "d_batch_size": 16,
+        "batch_size": 10,
+        "disc_kwargs": {"emb_dim": 8, "filter_sizes": [2, 3], "num_filters": [8, 8]},
+        "device": "cpu",
+        **pretrain,
+    }
+    setup = build_setup(build_config(reinforce.ReinforceConfig, values), tmp_path, resume=False)
+    steps = {float(s["step"]) for s in setup.d_optimizer.state.values()}
+    assert steps == {float(expected_steps)}  # rounds x epochs x batches of real + fake
