@@ -86,6 +86,10 @@ class CommonConfig:
     shortened schedule keep the paper's pre-training while shortening the per-update rounds."""
     d_pretrain_negatives: int | None = field(default=None, metadata={"min": 1})
     """Fresh negatives of each pre-training round; ``None``: ``d_negatives``."""
+    d_pretrain_cache: str | None = None
+    """File sharing the pre-trained discriminator (and its Adam state) between runs of the same
+    seed, data, MLE start and D schedule: the first run writes it, the others load it instead of
+    pre-training the same discriminator again. ``None``: every run pre-trains its own."""
     d_steps: int = 5
     """Discriminator rounds after each block of ``g_steps`` generator updates."""
     d_epochs: int = field(default=3, metadata={"min": 1})
@@ -296,18 +300,43 @@ def build_setup(
             out_dir=run_dir / "mle",
             resume=resume,
         )
-    d_gen = make_generator(seed_stream(cfg.seed, "pretrain_shuffle"))
-    sample_gen = make_generator(seed_stream(cfg.seed, "pretrain_sample"), device)
-    for _ in range(cfg.d_pretrain_steps):
-        discriminator_round(
-            setup,
-            cfg,
-            sample_gen,
-            d_gen,
-            epochs=cfg.d_pretrain_epochs,
-            negatives=cfg.d_pretrain_negatives,
-        )
+    pretrain_discriminator(setup, cfg)
     return _distribute(setup)
+
+
+def pretrain_discriminator(setup: Setup, cfg: CommonConfig) -> None:
+    """``d_pretrain_steps`` rounds against the MLE start, or their result from ``d_pretrain_cache``.
+
+    Dropout draws from the global generator, so pre-training runs on a forked one seeded from
+    ``cfg.seed``: the result does not depend on what ran before in the process (cells of a bench
+    share one), and the global stream the agent goes on with is the same whether the
+    discriminator was trained here or loaded.
+    """
+    from agents import discriminator_cache as cache
+
+    if cfg.d_pretrain_steps == 0:
+        return
+    path = Path(cfg.d_pretrain_cache) if cfg.d_pretrain_cache else None
+    identity = cache.pretraining_identity(cfg, setup.policy, setup.real)
+    disc, d_opt = setup.discriminator, setup.d_optimizer
+    if path is not None and cache.load_pretrained_discriminator(path, identity, disc, d_opt):
+        return
+    d_gen = make_generator(seed_stream(cfg.seed, "pretrain_shuffle"))
+    sample_gen = make_generator(seed_stream(cfg.seed, "pretrain_sample"), setup.device)
+    cuda = [setup.device] if setup.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed_stream(cfg.seed, "pretrain_dropout"))
+        for _ in range(cfg.d_pretrain_steps):
+            discriminator_round(
+                setup,
+                cfg,
+                sample_gen,
+                d_gen,
+                epochs=cfg.d_pretrain_epochs,
+                negatives=cfg.d_pretrain_negatives,
+            )
+    if path is not None:
+        cache.save_pretrained_discriminator(path, identity, disc, d_opt)
 
 
 def make_agent_env(setup: Setup, num_envs: int, reward_mode: str) -> TextGenerationVectorEnv:

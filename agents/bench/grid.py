@@ -76,6 +76,11 @@ def pretrained_path(out_dir: Path, seed: int) -> Path:
     return Path(out_dir) / "pretrained" / f"seed{seed}.pt"
 
 
+def discriminator_cache_path(pretrained: Path) -> Path:
+    """The seed's shared pre-trained discriminator beside its MLE start (not committed: ~80 MB)."""
+    return Path(pretrained).with_name(f"discriminator_{Path(pretrained).name}")
+
+
 def cell_path(out_dir: Path, cell: Cell) -> Path:
     return Path(out_dir) / "cells" / f"{cell.name}.json"
 

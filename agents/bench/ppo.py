@@ -81,7 +81,8 @@ def _start_setup(runner: Any, seed: int, pretrained: Path, run_dir: Path) -> Any
     mle_dst = run_dir / "mle" / "mle_checkpoint.pt"
     if not mle_dst.exists():
         rn._copy_atomic(pretrained, mle_dst)
-    common = rn._common_config(runner.cfg, seed, run_dir)
+    cache = str(rn.discriminator_cache_path(pretrained))
+    common = rn._common_config(runner.cfg, seed, run_dir, d_pretrain_cache=cache)
     return common, build_setup(common, run_dir, resume=True)  # reads the MLE sub-run
 
 

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from agents.bench.evaluate import EvalData, evaluate, temperature_sweep
+from agents.bench.grid import discriminator_cache_path
 from agents.bench.presets import BenchConfig
 from agents.registry import AGENTS, AgentSpec, bench_agents
 from agents.runtime.errors import RunFinished
@@ -75,8 +76,19 @@ def _common_config(cfg: BenchConfig, seed: int, out_dir: Path, **extra: Any) -> 
     return build_config(tr.CommonConfig, values)
 
 
-def agent_config(cfg: BenchConfig, agent: str, seed: int, out_dir: Path, total_steps: int) -> Any:
-    """The agent's own config: common fields, then its overrides, then the bench's run settings."""
+def agent_config(
+    cfg: BenchConfig,
+    agent: str,
+    seed: int,
+    out_dir: Path,
+    total_steps: int,
+    d_pretrain_cache: Path | None = None,
+) -> Any:
+    """The agent's own config: common fields, then its overrides, then the bench's run settings.
+
+    ``d_pretrain_cache`` is the seed's shared pre-trained discriminator (see
+    :mod:`agents.discriminator_cache`): the seed's first cell writes it, the others load it.
+    """
     from agents.runtime import build_config
 
     spec = bench_spec(agent)
@@ -86,6 +98,7 @@ def agent_config(cfg: BenchConfig, agent: str, seed: int, out_dir: Path, total_s
     values = {
         **cfg.common,
         **cfg.agent_overrides.get(agent, {}),
+        **({"d_pretrain_cache": str(d_pretrain_cache)} if d_pretrain_cache else {}),
         "env_id": cfg.env,
         "seed": seed,
         "out_dir": str(out_dir),
@@ -300,12 +313,14 @@ class BenchRunner:
         if not mle_dst.exists():
             _copy_atomic(pretrained, mle_dst)
         done = progress["rows"][-1]["step"] // g_steps
+        d_cache = discriminator_cache_path(pretrained)
         for iters in _segments(budget // g_steps, self.cfg.n_checkpoints):
             if iters <= done:
                 continue
             start = time.perf_counter()
             try:  # resume=True: a fresh cell resumes from the MLE checkpoint copied above
-                train_fn(agent_config(self.cfg, agent, seed, out_dir, iters), resume=True)
+                config = agent_config(self.cfg, agent, seed, out_dir, iters, d_cache)
+                train_fn(config, resume=True)
             except RunFinished:
                 pass  # killed after this segment's checkpoint, before it was recorded
             elapsed = progress["wall"] + time.perf_counter() - start

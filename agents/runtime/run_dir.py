@@ -45,9 +45,18 @@ from agents.runtime.run_lock import holds_lock, lock_run_dir, unlock_run_dir
 CHECKPOINT_NAME = "checkpoint.pt"
 CONFIG_NAME = "config.json"
 # Keys that may differ between the saved config and a resumed one: they change how long or how
-# visibly a run goes on (or how much history it keeps), not what it computes up to a given step.
+# visibly a run goes on (or how much history it keeps, or where a verified cache lives), not what
+# it computes up to a given step.
 RESUMABLE_CHANGES = frozenset(
-    {"total_steps", "progress", "tensorboard", "out_dir", "device", "keep_checkpoints"}
+    {
+        "total_steps",
+        "progress",
+        "tensorboard",
+        "out_dir",
+        "device",
+        "keep_checkpoints",
+        "d_pretrain_cache",
+    }
 )
 
 __all__ = [
