@@ -154,6 +154,31 @@ def test_the_seqgan_oracle_preset_is_the_papers_generator_schedule(monkeypatch, 
     assert found == str(tmp_path / "data" / "seqgan_oracle_params.npz")
 
 
+def test_the_seqgan_oracle_summary_states_the_d_schedule_that_runs(tmp_path: Path) -> None:
+    """``--set`` on the D schedule rewrites the preset's note: no stale shortening is printed."""
+    (tmp_path / "oracle.npz").write_bytes(b"")
+    base = ["--preset", "seqgan-oracle", "--oracle", str(tmp_path / "oracle.npz"), "--out", "x"]
+
+    def note(*sets: str) -> str:
+        argv = base + [a for s in sets for a in ("--set", s)]
+        return cli.config_from_args(cli.build_parser().parse_args(argv)).notes[0]
+
+    preset_note = note()
+    assert "D pre-training 10 rounds x 1 epoch on 5,000 negatives (paper: 50 x 3" in preset_note
+    assert "Shortened to fit" in preset_note
+    paper_pretrain = note(
+        "d_pretrain_steps=50", "d_pretrain_epochs=3", "d_pretrain_negatives=10000"
+    )
+    assert (
+        "D pre-training 50 rounds x 3 epochs on 10,000 negatives (as the paper)" in paper_pretrain
+    )
+    assert "per update 1 round x 1 epoch on 5,000 negatives (paper: 5 x 3" in paper_pretrain
+    full = note("d_pretrain_steps=50", "d_steps=5", "d_epochs=3", "d_negatives=10000")
+    assert full.count("(as the paper)") == 2 and "Shortened" not in full
+    with pytest.raises(cli.BenchArgumentError, match="d_steps"):
+        note('d_steps="many"')  # a malformed value is still named by the config check
+
+
 def test_a_resumed_bench_compares_its_data_files_by_content(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -26,6 +26,7 @@ from agents.bench.presets import (
     BenchConfig,
     preset,
     published_oracle,
+    seqgan_oracle_notes,
 )
 from agents.registry import AGENTS
 
@@ -164,6 +165,11 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         raise BenchArgumentError("--corpus/--test-data only apply to textgan/Corpus-v0")
     for key, value in _pairs(args.set, "--set"):
         cfg["common"][key] = value
+    if args.preset == "seqgan-oracle" and args.set:  # its notes state the D schedule that runs
+        try:
+            cfg["notes"] = seqgan_oracle_notes(cfg["common"])
+        except (KeyError, TypeError, ValueError):
+            pass  # a malformed value: the config check below names it
     for key, value in _pairs(args.agent_set, "--agent-set"):
         agent, _, field = key.partition(".")
         if not field:

@@ -235,17 +235,6 @@ def seqgan_oracle(env: str = "textgan/Oracle-v0") -> BenchConfig:
     }
     if published_oracle().is_file():
         common["oracle_path"] = str(published_oracle())
-    notes = [
-        "Preset `seqgan-oracle`: SeqGAN's published oracle (V=5,000, T=20, hidden 32), 10,000 "
-        "real sequences, 120 MLE epochs, SeqGAN's CNN discriminator with its published sizes, "
-        "200 generator updates of batch 64 with 16 Monte-Carlo rollouts (REINFORCE, the paper's "
-        "rollout policy rule). Shortened to fit: D pre-training 10 rounds x 1 epoch on 5,000 "
-        "negatives (paper: 50 x 3 on 10,000 with 5,000 positives each); per update 1 D round of "
-        "1 epoch on 5,000 fresh negatives (paper: 5 rounds x 3 epochs on 10,000).",
-        "`mle` continues MLE for the same 200 updates of batch 64 (about 1.3 epochs), not for "
-        "REINFORCE's wall-clock time (hundreds of epochs here); the pretraining curve shows "
-        "where MLE alone goes with more epochs.",
-    ]
     return BenchConfig(
         env=env,
         preset="seqgan-oracle",
@@ -261,8 +250,47 @@ def seqgan_oracle(env: str = "textgan/Oracle-v0") -> BenchConfig:
             "n_refs": 2000,
             "temperatures": [0.8, 1.0, 1.2],
         },
-        notes=notes,
+        notes=seqgan_oracle_notes(common),
     )
+
+
+#: SeqGAN's discriminator schedule: rounds x epochs on fresh negatives (as many positives).
+PAPER_D_SCHEDULE = {"pretrain": (50, 3, 10000), "per_update": (5, 3, 10000)}
+
+
+def seqgan_oracle_notes(common: dict[str, Any]) -> list[str]:
+    """The preset's notes for the D schedule in ``common`` (recomputed after ``--set``), so
+    ``summary.md`` states the schedule that ran and every way it differs from the paper's."""
+    per_update = (common["d_steps"], common["d_epochs"], common["d_negatives"])
+    pretrain = (
+        common["d_pretrain_steps"],
+        common.get("d_pretrain_epochs") or per_update[1],
+        common.get("d_pretrain_negatives") or per_update[2],
+    )
+
+    def phase(name: str, ran: tuple[int, int, int]) -> tuple[str, bool]:
+        """The phase's schedule in words, and whether it is shorter than the paper's."""
+        paper = PAPER_D_SCHEDULE[name]
+        rounds = f"{ran[0]} round{'' if ran[0] == 1 else 's'}"
+        epochs = f"{ran[1]} epoch{'' if ran[1] == 1 else 's'}"
+        text = f"{rounds} x {epochs} on {ran[2]:,} negatives"
+        if ran == paper:
+            return text + " (as the paper)", False
+        return f"{text} (paper: {paper[0]} x {paper[1]} on {paper[2]:,})", True
+
+    pre_text, pre_short = phase("pretrain", pretrain)
+    upd_text, upd_short = phase("per_update", per_update)
+    lead = "Shortened to fit" if pre_short or upd_short else "As the paper"
+    return [
+        "Preset `seqgan-oracle`: SeqGAN's published oracle (V=5,000, T=20, hidden 32), 10,000 "
+        "real sequences, 120 MLE epochs, SeqGAN's CNN discriminator with its published sizes, "
+        "200 generator updates of batch 64 with 16 Monte-Carlo rollouts (REINFORCE, the paper's "
+        f"rollout policy rule). {lead}: D pre-training {pre_text}; per update {upd_text}; "
+        "each round on as many real sequences as negatives.",
+        "`mle` continues MLE for the same 200 updates of batch 64 (about 1.3 epochs), not for "
+        "REINFORCE's wall-clock time (hundreds of epochs here); the pretraining curve shows "
+        "where MLE alone goes with more epochs.",
+    ]
 
 
 def preset(name: str, env: str = "textgan/Oracle-v0") -> BenchConfig:
