@@ -3,8 +3,10 @@
 Discriminator pre-training is deterministic in the seed, the data, the MLE start and the D
 schedule, so every agent of a seed would train the same discriminator; with SeqGAN's 50 x 3
 epochs on 10,000 + 10,000 sequences that is ~36 min on 2 CPU cores per run. The first run
-saves the discriminator and its optimiser state with an identity record; a later run whose
-identity matches loads it, any other recomputes (a stale or corrupt cache is never used).
+saves the discriminator, its optimiser state and the global RNG state after pre-training
+(dropout draws from it) with an identity record that includes the RNG state before; a later
+run whose identity matches loads all three, so it goes on exactly as if it had pre-trained
+itself. Any other run recomputes (a stale or corrupt cache is never used).
 """
 
 from __future__ import annotations
@@ -31,8 +33,27 @@ def parameter_digest(module: nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
-def pretraining_identity(cfg: Any, policy: nn.Module, real: torch.Tensor) -> dict[str, Any]:
+def global_rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """The global generators dropout draws from: the CPU's, and the device's when it is CUDA."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _restore_global_rng(state: dict[str, torch.Tensor], device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def pretraining_identity(
+    cfg: Any, policy: nn.Module, real: torch.Tensor, rng_before: dict[str, torch.Tensor]
+) -> dict[str, Any]:
     """Everything the pre-trained discriminator depends on (``cfg`` is a ``CommonConfig``)."""
+    rng = hashlib.sha256()
+    for name in sorted(rng_before):
+        rng.update(name.encode() + rng_before[name].cpu().numpy().tobytes())
     return {
         "seed": cfg.seed,
         "rounds": cfg.d_pretrain_steps,
@@ -44,6 +65,7 @@ def pretraining_identity(cfg: Any, policy: nn.Module, real: torch.Tensor) -> dic
         "d_lr": cfg.d_lr,
         "real_digest": token_digest(real),
         "generator_digest": parameter_digest(policy),
+        "rng_digest": rng.hexdigest()[:16],
     }
 
 
@@ -54,30 +76,36 @@ def load_pretrained_discriminator(
     if not path.is_file():
         return False
     try:
-        saved = load_checkpoint(path, ["identity", "discriminator", "optimizer"])
+        saved = load_checkpoint(path, ["identity", "discriminator", "optimizer", "rng"])
     except CheckpointError as exc:
         warnings.warn(f"ignoring the discriminator cache {path}: {exc}", stacklevel=2)
         return False
     if json.loads(saved["identity"]) != json.loads(json.dumps(identity)):
         warnings.warn(
             f"ignoring the discriminator cache {path}: it was pre-trained for another "
-            "seed, data, MLE start or D schedule; pre-training anew",
+            "seed, data, MLE start, D schedule or global RNG state; pre-training anew",
             stacklevel=2,
         )
         return False
     discriminator.load_state_dict(saved["discriminator"])
     optimizer.load_state_dict(saved["optimizer"])
+    _restore_global_rng(saved["rng"], next(discriminator.parameters()).device)
     return True
 
 
 def save_pretrained_discriminator(
-    path: Path, identity: dict[str, Any], discriminator: nn.Module, optimizer: torch.optim.Optimizer
+    path: Path,
+    identity: dict[str, Any],
+    discriminator: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    rng_after: dict[str, torch.Tensor],
 ) -> None:
     atomic_save(
         {
             "identity": json.dumps(identity, sort_keys=True),
             "discriminator": discriminator.state_dict(),
             "optimizer": optimizer.state_dict(),
+            "rng": rng_after,
         },
         path,
     )

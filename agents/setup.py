@@ -307,36 +307,35 @@ def build_setup(
 def pretrain_discriminator(setup: Setup, cfg: CommonConfig) -> None:
     """``d_pretrain_steps`` rounds against the MLE start, or their result from ``d_pretrain_cache``.
 
-    Dropout draws from the global generator, so pre-training runs on a forked one seeded from
-    ``cfg.seed``: the result does not depend on what ran before in the process (cells of a bench
-    share one), and the global stream the agent goes on with is the same whether the
-    discriminator was trained here or loaded.
+    Dropout draws from the global generator, so its state before pre-training is part of the
+    cache's identity and its state after is saved with it: a loaded discriminator leaves the
+    global stream where training it would have, and the agent goes on identically.
     """
     from agents import discriminator_cache as cache
 
     if cfg.d_pretrain_steps == 0:
         return
     path = Path(cfg.d_pretrain_cache) if cfg.d_pretrain_cache else None
-    identity = cache.pretraining_identity(cfg, setup.policy, setup.real)
+    identity = cache.pretraining_identity(
+        cfg, setup.policy, setup.real, cache.global_rng_state(setup.device)
+    )
     disc, d_opt = setup.discriminator, setup.d_optimizer
     if path is not None and cache.load_pretrained_discriminator(path, identity, disc, d_opt):
         return
     d_gen = make_generator(seed_stream(cfg.seed, "pretrain_shuffle"))
     sample_gen = make_generator(seed_stream(cfg.seed, "pretrain_sample"), setup.device)
-    cuda = [setup.device] if setup.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
-        torch.manual_seed(seed_stream(cfg.seed, "pretrain_dropout"))
-        for _ in range(cfg.d_pretrain_steps):
-            discriminator_round(
-                setup,
-                cfg,
-                sample_gen,
-                d_gen,
-                epochs=cfg.d_pretrain_epochs,
-                negatives=cfg.d_pretrain_negatives,
-            )
+    for _ in range(cfg.d_pretrain_steps):
+        discriminator_round(
+            setup,
+            cfg,
+            sample_gen,
+            d_gen,
+            epochs=cfg.d_pretrain_epochs,
+            negatives=cfg.d_pretrain_negatives,
+        )
     if path is not None:
-        cache.save_pretrained_discriminator(path, identity, disc, d_opt)
+        after = cache.global_rng_state(setup.device)
+        cache.save_pretrained_discriminator(path, identity, disc, d_opt, after)
 
 
 def make_agent_env(setup: Setup, num_envs: int, reward_mode: str) -> TextGenerationVectorEnv:

@@ -35,7 +35,9 @@ VALUES: dict[str, Any] = {
 }
 
 
-def _build(run_dir: Path, cache: Path | None = None, **changes: Any) -> Any:
+def _build(run_dir: Path, cache: Path | None = None, rng_seed: int = 123, **changes: Any) -> Any:
+    """Build from a fixed global RNG state, as a run does after ``seed_everything``."""
+    torch.manual_seed(rng_seed)
     values = {**VALUES, **changes, "out_dir": str(run_dir)}
     if cache is not None:
         values["d_pretrain_cache"] = str(cache)
@@ -67,8 +69,7 @@ def _same_discriminator(a: Any, b: Any) -> bool:
 
 
 def _build_then_draw(run_dir: Path, cache: Path | None = None) -> tuple[Any, torch.Tensor]:
-    """Build from a fixed global RNG state; then what the agent's first dropout mask would see."""
-    torch.manual_seed(123)
+    """Build; then what the agent's first dropout mask would see."""
     built = _build(run_dir, cache)
     return built, torch.rand(4)
 
@@ -91,14 +92,22 @@ def test_runs_of_a_seed_share_one_pretrained_discriminator(tmp_path: Path, round
 
 @pytest.mark.parametrize(
     "change",
-    [{"d_pretrain_epochs": 2}, {"d_pretrain_negatives": 16}, {"seed": 1}, {"mle_epochs": 2}],
+    [
+        {"d_pretrain_epochs": 2},
+        {"d_pretrain_negatives": 16},
+        {"seed": 1},
+        {"mle_epochs": 2},
+        {"rng_seed": 7},  # dropout would draw other masks
+    ],
 )
 def test_a_cache_for_another_schedule_seed_or_start_is_not_used(
     tmp_path: Path, rounds, change: dict[str, Any]
 ) -> None:
     cache = tmp_path / "discriminator_seed0.pt"
     _build(tmp_path / "a", cache)
-    with pytest.warns(UserWarning, match="pre-trained for another seed, data, MLE start"):
+    with pytest.warns(
+        UserWarning, match="pre-trained for another seed, data, MLE start, D schedule or global RNG"
+    ):
         changed = _build(tmp_path / "b", cache, **change)
     assert len(rounds) == 4  # pre-trained anew
     assert _same_discriminator(changed, _build(tmp_path / "c", **change))

@@ -28,7 +28,6 @@ SEED_STREAMS: Mapping[str, int] = {
     "discriminator_init": 3,
     "pretrain_shuffle": 4,
     "pretrain_sample": 5,
-    "pretrain_dropout": 6,  # the global generator while the discriminator pre-trains
     "eval": 7,  # of step_seed(seed, step): one stream per evaluation
     "sample": 10,
     "shuffle": 11,
