@@ -137,9 +137,11 @@ TINY = [
 ]  # fmt: skip
 
 
+@pytest.mark.filterwarnings("error:ignoring the discriminator cache:UserWarning")
 def test_the_bench_pretrains_each_seeds_discriminator_once(tmp_path: Path, rounds) -> None:
+    """Our agents' cells and stock SB3's start from the same random state and share one D."""
     out = tmp_path / "bench"
-    assert cli.main(["--out", str(out), "--agents", "reinforce,bgan", *TINY]) == 0
+    assert cli.main(["--out", str(out), "--agents", "reinforce,ppo,bgan", *TINY]) == 0
     assert (out / "pretrained" / "discriminator_seed0.pt").is_file()
     # ``rounds`` counts agents.setup's own calls, i.e. pre-training (the loop's per-update
     # rounds go through agents.loop's name): 3 rounds once, not once per cell

@@ -76,6 +76,7 @@ def _model_files(algo: str, out_dir: Path) -> tuple[Path, Path]:
 def _start_setup(runner: Any, seed: int, pretrained: Path, run_dir: Path) -> Any:
     """The agents' set-up of ``seed`` on the cached MLE start (D pre-trained as theirs is)."""
     from agents.bench import runners as rn
+    from agents.runtime import seed_everything
     from agents.setup import build_setup
 
     mle_dst = run_dir / "mle" / "mle_checkpoint.pt"
@@ -83,6 +84,7 @@ def _start_setup(runner: Any, seed: int, pretrained: Path, run_dir: Path) -> Any
         rn._copy_atomic(pretrained, mle_dst)
     cache = str(rn.discriminator_cache_path(pretrained))
     common = rn._common_config(runner.cfg, seed, run_dir, d_pretrain_cache=cache)
+    seed_everything(common.seed)  # as the agents' start_run: the same dropout stream, and D cache
     return common, build_setup(common, run_dir, resume=True)  # reads the MLE sub-run
 
 
