@@ -51,21 +51,18 @@ def pretraining_identity(
     cfg: Any, policy: nn.Module, real: torch.Tensor, rng_before: dict[str, torch.Tensor]
 ) -> dict[str, Any]:
     """Everything the pre-trained discriminator depends on (``cfg`` is a ``CommonConfig``)."""
-    rng = hashlib.sha256()
-    for name in sorted(rng_before):
-        rng.update(name.encode() + rng_before[name].cpu().numpy().tobytes())
     return {
         "seed": cfg.seed,
         "rounds": cfg.d_pretrain_steps,
-        "epochs": cfg.d_pretrain_epochs or cfg.d_epochs,
-        "negatives": cfg.d_pretrain_negatives or cfg.d_negatives,
+        "epochs": cfg.pretrain_epochs,
+        "negatives": cfg.pretrain_negatives,
         "batch_size": cfg.d_batch_size,
         "disc": cfg.disc,
         "disc_kwargs": cfg.disc_kwargs,
         "d_lr": cfg.d_lr,
         "real_digest": token_digest(real),
         "generator_digest": parameter_digest(policy),
-        "rng_digest": rng.hexdigest()[:16],
+        "rng_digest": token_digest(*(rng_before[name] for name in sorted(rng_before))),
     }
 
 

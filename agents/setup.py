@@ -124,6 +124,16 @@ class CommonConfig:
     progress: bool = True
     """Show a tqdm progress bar."""
 
+    @property
+    def pretrain_epochs(self) -> int:
+        """Epochs of each pre-training round (``d_pretrain_epochs``, else ``d_epochs``)."""
+        return self.d_epochs if self.d_pretrain_epochs is None else self.d_pretrain_epochs
+
+    @property
+    def pretrain_negatives(self) -> int:
+        """Negatives of each pre-training round (``d_pretrain_negatives``, else ``d_negatives``)."""
+        return self.d_negatives if self.d_pretrain_negatives is None else self.d_pretrain_negatives
+
     def validate(self) -> None:
         if self.env_id not in ENV_IDS:
             raise ValueError(
@@ -316,12 +326,12 @@ def pretrain_discriminator(setup: Setup, cfg: CommonConfig) -> None:
     if cfg.d_pretrain_steps == 0:
         return
     path = Path(cfg.d_pretrain_cache) if cfg.d_pretrain_cache else None
-    identity = cache.pretraining_identity(
-        cfg, setup.policy, setup.real, cache.global_rng_state(setup.device)
-    )
     disc, d_opt = setup.discriminator, setup.d_optimizer
-    if path is not None and cache.load_pretrained_discriminator(path, identity, disc, d_opt):
-        return
+    if path is not None:  # the identity hashes the MLE start: only worth it with a cache
+        rng_before = cache.global_rng_state(setup.device)
+        identity = cache.pretraining_identity(cfg, setup.policy, setup.real, rng_before)
+        if cache.load_pretrained_discriminator(path, identity, disc, d_opt):
+            return
     d_gen = make_generator(seed_stream(cfg.seed, "pretrain_shuffle"))
     sample_gen = make_generator(seed_stream(cfg.seed, "pretrain_sample"), setup.device)
     for _ in range(cfg.d_pretrain_steps):
@@ -330,8 +340,8 @@ def pretrain_discriminator(setup: Setup, cfg: CommonConfig) -> None:
             cfg,
             sample_gen,
             d_gen,
-            epochs=cfg.d_pretrain_epochs,
-            negatives=cfg.d_pretrain_negatives,
+            epochs=cfg.pretrain_epochs,
+            negatives=cfg.pretrain_negatives,
         )
     if path is not None:
         after = cache.global_rng_state(setup.device)
