@@ -43,6 +43,9 @@ def _error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
         (["--set", "mle_epochs=0"], "mle_epochs must be >= 1"),
         (["--set", "vocab_sise=10"], "vocab_sise"),
         (["--agents", "mle,mle"], "agents are repeated"),
+        (["--seeds", "2", "--only-seeds", "2"], "each seed must be in 0..1"),
+        (["--seeds", "2", "--only-seeds", "one"], "expected comma-separated integers"),
+        (["--seeds", "3", "--only-seeds", "1,1"], "seeds are repeated"),
     ],
 )
 def test_bad_arguments_are_rejected_with_a_clear_message(
@@ -134,6 +137,28 @@ def test_tiny_real_bench_end_to_end_and_rerun_is_free(
         assert cli.main(["--out", str(out), "--agents", "mle,reinforce", *TINY]) == 0
         after = json.loads(cell.read_text())["rows"]
         assert [r["nll_oracle"] for r in after] == [r["nll_oracle"] for r in before]
+
+
+def test_only_seeds_runs_that_seed_now_and_the_rest_later(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "bench"
+    two_seeds = [*TINY[:1], "2", *TINY[2:]]
+    argv = ["--out", str(out), "--agents", "mle,reinforce", *two_seeds]
+    assert cli.main([*argv, "--only-seeds", "1"]) == 0
+    assert sorted(p.name for p in (out / "cells").iterdir()) == [
+        "mle__seed1.json",
+        "reinforce__seed1.json",
+    ]
+    assert not (out / "pretrained" / "seed0.pt").exists()  # seed 0 was not even pretrained
+    assert json.loads((out / "config.json").read_text())["seeds"] == 2  # the bench keeps both
+    seed1 = (out / "cells" / "reinforce__seed1.json").read_text()
+    assert cli.main(argv) == 0  # the rest, later: only seed 0 runs
+    assert (out / "cells" / "reinforce__seed0.json").is_file()
+    assert (out / "cells" / "reinforce__seed1.json").read_text() == seed1
+    rows = [line.split(",") for line in (out / "results.csv").read_text().splitlines()[1:]]
+    assert {(r[0], r[1]) for r in rows} == {(a, s) for a in ("mle", "reinforce") for s in "01"}
+    capsys.readouterr()
 
 
 def test_the_seqgan_oracle_preset_is_the_papers_generator_schedule(monkeypatch, tmp_path) -> None:

@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--agents", help="comma-separated variants (default: the preset's); mle is the baseline"
     )
     p.add_argument("--seeds", type=int, help="number of seeds (0..N-1)")
+    p.add_argument(
+        "--only-seeds",
+        help="run only these seeds' missing units now, e.g. 2 or 1,2 (each in 0..N-1); the "
+        "bench keeps all N seeds, and the report covers every finished cell",
+    )
     p.add_argument("--budget", type=int, help="generator updates per variant after pretraining")
     p.add_argument("--checkpoints", type=int, help="evaluations during training (besides step 0)")
     p.add_argument(
@@ -312,18 +317,55 @@ def main(argv: list[str] | None = None) -> int:
         from agents.bench.grid import check_launcher
 
         check_launcher(args.launcher)
-        workers = args.workers or max(1, min(os.cpu_count() or 1, bench.seeds))
+        run_seeds = seeds_to_run(args.only_seeds, bench.seeds)
+        workers = args.workers or max(1, min(os.cpu_count() or 1, len(run_seeds)))
         if workers < 1:
             raise BenchArgumentError(f"--workers must be >= 1, got {workers}")
     except (BenchArgumentError, ValueError) as exc:
         parser.error(str(exc))
-    return run(bench, out, workers, args.launcher, progress=not args.no_progress)
+    return run(
+        bench, out, workers, args.launcher, progress=not args.no_progress, only_seeds=run_seeds
+    )
+
+
+def seeds_to_run(only_seeds: str | None, n_seeds: int) -> list[int]:
+    """The seeds this invocation runs: all ``0..n_seeds-1``, or the ``--only-seeds`` subset.
+
+    A subset lets one seed's cells run now (or on another machine sharing ``--out``) while the
+    bench's identity, and so its resume check and report, stays that of all ``n_seeds``.
+    """
+    if only_seeds is None:
+        return list(range(n_seeds))
+    try:
+        chosen = [int(s) for s in only_seeds.split(",") if s.strip()]
+    except ValueError as exc:
+        raise BenchArgumentError(
+            f"--only-seeds {only_seeds!r}: expected comma-separated integers, e.g. 2 or 1,2"
+        ) from exc
+    outside = [s for s in chosen if not 0 <= s < n_seeds]
+    if not chosen or outside:
+        raise BenchArgumentError(
+            f"--only-seeds {only_seeds!r}: each seed must be in 0..{n_seeds - 1} "
+            f"(the bench has --seeds {n_seeds})"
+        )
+    if len(set(chosen)) != len(chosen):
+        raise BenchArgumentError(f"--only-seeds {only_seeds!r}: seeds are repeated")
+    return sorted(chosen)
 
 
 def run(
-    bench: BenchConfig, out: Path, workers: int, launcher: str = "process", progress: bool = True
+    bench: BenchConfig,
+    out: Path,
+    workers: int,
+    launcher: str = "process",
+    progress: bool = True,
+    only_seeds: list[int] | None = None,
 ) -> int:
-    """Run (or resume) the bench in ``out``, write every output, print the summary table."""
+    """Run (or resume) the bench in ``out``, write every output, print the summary table.
+
+    ``only_seeds`` restricts which seeds' missing units run now; the report still covers every
+    finished cell of the bench's seeds.
+    """
     from agents.bench.grid import GridError, run_grid
     from agents.bench.runners import BenchRunner
     from agents.runtime import RunLockedError, lock_run_dir, remove_stale_temp_files, unlock_run_dir
@@ -338,7 +380,7 @@ def run(
         remove_stale_temp_files(out)  # of writes a killed bench left in out/, pretrained/, cells/
         (out / "config.json").write_text(json.dumps(bench.to_dict(), indent=2) + "\n")
         runner = BenchRunner(bench)
-        seeds = list(range(bench.seeds))
+        seeds = list(range(bench.seeds)) if only_seeds is None else list(only_seeds)
         status = 0
         try:
             pre, cells = run_grid(
