@@ -106,6 +106,27 @@ def test_tiny_grid_writes_every_output_with_known_numbers(tmp_path: Path) -> Non
     assert "| better | 1.00 | 1.00 |" in text  # lower NLL and higher BLEU in every pair
 
 
+def test_a_variant_with_fewer_finished_seeds_is_not_reported_as_all_of_them(
+    tmp_path: Path,
+) -> None:
+    pre, cells = run_grid(
+        ["mle", "better"], [0, 1, 2], fake_runner, fake_pretrainer, tmp_path, budget=4,
+        progress=False, log=lambda _: None,
+    )  # fmt: skip
+    partial = [r for r in cells if r["agent"] == "mle" or r["seed"] == 2]
+    main = _report(tmp_path, pre, partial)
+    rows = {line.split(" | ")[0].strip("| *"): line for line in main.splitlines()[2:]}
+    assert rows["mle"].endswith("| 3 |") and rows["better"].endswith("| 1 |")
+    assert rows["MLE-pretrained start"].endswith("| 3 |")
+    assert "7.200 (1 seed)" in rows["better"]  # seed 2's own value, not a 3-seed IQM
+    text = (tmp_path / "summary.md").read_text()
+    assert "IQM over 3 seed(s)" not in text
+    assert "not every variant has finished every seed: " in text
+    assert "`mle` 0, 1, 2" in text and "`better` 2" in text
+    _report(tmp_path, pre, cells)
+    assert "IQM over 3 seed(s)" in (tmp_path / "summary.md").read_text()
+
+
 def test_interrupted_grid_resumes_without_redoing_finished_cells(tmp_path: Path) -> None:
     first = Recorder(interrupt_at="better__seed1")
     with pytest.raises(KeyboardInterrupt):

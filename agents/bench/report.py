@@ -126,10 +126,13 @@ def final_table(pre_rows: Sequence[Row], cell_rows: Sequence[Row], metrics: Sequ
         "agent",
         *[metric_label(m) + (" ↑" if higher_is_better(m) else " ↓") for m in present],
     ]
-    header += ["generator updates", "wall time (s)"]
+    header += ["generator updates", "wall time (s)", "seeds"]
+    seeds = seeds_by_agent(finals)
+    n_pre = len({r["seed"] for r in pre_rows})
     body = []
     for name, per in refs.items():
-        body.append([f"*{name}*", *[per[m].format() if m in per else "" for m in present], "", ""])
+        cells = [per[m].format() if m in per else "" for m in present]
+        body.append([f"*{name}*", *cells, "", "", str(n_pre)])
     for agent in _agents_in_order(finals):
         per = aggs[agent]
         body.append(
@@ -137,9 +140,32 @@ def final_table(pre_rows: Sequence[Row], cell_rows: Sequence[Row], metrics: Sequ
             + [
                 f"{per['step'].iqm:.0f}" if "step" in per else "",
                 per["wall_time"].format(1) if "wall_time" in per else "",
+                str(len(seeds[agent])),
             ]
         )
     return _table(header, body)
+
+
+def seeds_by_agent(rows: Iterable[Row]) -> dict[str, set[int]]:
+    """The seeds each agent has rows for: a resumed or partial bench may cover fewer for some."""
+    seeds: dict[str, set[int]] = defaultdict(set)
+    for row in rows:
+        seeds[row["agent"]].add(int(row["seed"]))
+    return dict(seeds)
+
+
+def seed_sentence(finals: Sequence[Row], pre_rows: Sequence[Row]) -> str:
+    """``IQM over N seed(s)``, or which seeds each variant has when they differ (never one N
+    for rows whose IQMs cover different numbers of runs)."""
+    per_agent = seeds_by_agent(finals)
+    counts = {len(s) for s in per_agent.values()}
+    if len(counts) > 1:
+        listed = "; ".join(
+            f"`{a}` {', '.join(map(str, sorted(per_agent[a])))}" for a in _agents_in_order(finals)
+        )
+        return f"IQM over each row's seeds (not every variant has finished every seed: {listed})"
+    n_seeds = counts.pop() if counts else len({r["seed"] for r in pre_rows})
+    return f"IQM over {n_seeds} seed(s)"
 
 
 def summary_markdown(
@@ -152,7 +178,6 @@ def summary_markdown(
     """The text of summary.md."""
     finals = final_rows(cell_rows)
     present = [m for m in metrics if any(_finite(r.get(m)) for r in [*finals, *pre_rows])]
-    n_seeds = len({r["seed"] for r in finals}) or len({r["seed"] for r in pre_rows})
     main = final_table(pre_rows, cell_rows, metrics)
 
     parts = [f"# Bench summary: {config.get('env', '?')}", ""]
@@ -160,7 +185,8 @@ def summary_markdown(
     if notes:
         parts += [f"- {note}" for note in notes] + [""]
     parts += [
-        f"Final checkpoint of each run; IQM over {n_seeds} seed(s) with a 95% stratified-bootstrap "
+        f"Final checkpoint of each run; {seed_sentence(finals, pre_rows)} with a 95% "
+        "stratified-bootstrap "
         "CI in brackets (↑ higher is better, ↓ lower is better; Self-BLEU ↓ means more diverse). "
         "The first rows are the generator before any training and after MLE pretraining, "
         "the common starting point of every variant.",
