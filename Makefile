@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: bench test lint clean seqgan-oracle seqgan-oracle-paper-d
+.PHONY: bench test lint clean seqgan-oracle
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,15 +22,6 @@ bench: $(STAMP)
 SEEDS ?= 3
 seqgan-oracle: $(STAMP)
 	$(VENV)/bin/textgan bench --preset seqgan-oracle --seeds $(SEEDS) --workers 1 \
-		--out experiments/seqgan-oracle
-
-# The same with the paper's D pre-training (50 rounds x 3 epochs on 10,000 + 10,000; ~36 min,
-# once per seed) and 20 checkpoints: ~95 min per seed for mle + reinforce.
-seqgan-oracle-paper-d: $(STAMP)
-	$(VENV)/bin/textgan bench --preset seqgan-oracle --seeds $(SEEDS) --workers 1 \
-		--agents mle,reinforce --budget 200 --checkpoints 20 \
-		--oracle ../shared/data/seqgan_oracle_params.npz \
-		--set d_pretrain_steps=50 --set d_pretrain_epochs=3 --set d_pretrain_negatives=10000 \
 		--out experiments/seqgan-oracle-dprobe/paper-d-pretrain-200
 
 test: $(STAMP)

@@ -168,6 +168,8 @@ def test_the_seqgan_oracle_preset_is_the_papers_generator_schedule(monkeypatch, 
     assert (bench.budget, bench.common["mle_epochs"], bench.common["n_real"]) == (200, 120, 10000)
     assert bench.agent_overrides["reinforce"]["n_rollouts"] == 16 and bench.common["disc"] == "cnn"
     assert "Shortened to fit" in bench.notes[0]  # every shortening is stated
+    pretrain = [bench.common[f"d_pretrain_{k}"] for k in ("steps", "epochs", "negatives")]
+    assert pretrain == [50, 3, 10000] and bench.n_checkpoints == 20  # the paper's D pre-training
     monkeypatch.setenv(presets.SHARED_DATA_ENV, str(tmp_path / "nowhere"))
     argv = ["--preset", "seqgan-oracle", "--out", str(tmp_path / "out")]
     with pytest.raises(cli.BenchArgumentError, match="needs the published oracle"):
@@ -188,17 +190,15 @@ def test_the_seqgan_oracle_summary_states_the_d_schedule_that_runs(tmp_path: Pat
         argv = base + [a for s in sets for a in ("--set", s)]
         return cli.config_from_args(cli.build_parser().parse_args(argv)).notes[0]
 
-    preset_note = note()
-    assert "D pre-training 10 rounds x 1 epoch on 5,000 negatives (paper: 50 x 3" in preset_note
+    preset_note = note()  # the paper's pre-training, shortened per-update rounds
+    assert "D pre-training 50 rounds x 3 epochs on 10,000 negatives (as the paper)" in preset_note
+    assert "per update 1 round x 1 epoch on 5,000 negatives (paper: 5 x 3" in preset_note
     assert "Shortened to fit" in preset_note
-    paper_pretrain = note(
-        "d_pretrain_steps=50", "d_pretrain_epochs=3", "d_pretrain_negatives=10000"
-    )
-    assert (
-        "D pre-training 50 rounds x 3 epochs on 10,000 negatives (as the paper)" in paper_pretrain
-    )
-    assert "per update 1 round x 1 epoch on 5,000 negatives (paper: 5 x 3" in paper_pretrain
-    full = note("d_pretrain_steps=50", "d_steps=5", "d_epochs=3", "d_negatives=10000")
+    short = note("d_pretrain_steps=10", "d_pretrain_epochs=1", "d_pretrain_negatives=5000")
+    assert "D pre-training 10 rounds x 1 epoch on 5,000 negatives (paper: 50 x 3" in short
+    fallback = note("d_pretrain_epochs=null", "d_pretrain_negatives=null")  # the rounds' own
+    assert "D pre-training 50 rounds x 1 epoch on 5,000 negatives (paper: 50 x 3" in fallback
+    full = note("d_steps=5", "d_epochs=3", "d_negatives=10000")
     assert full.count("(as the paper)") == 2 and "Shortened" not in full
     with pytest.raises(cli.BenchArgumentError, match="d_steps"):
         note('d_steps="many"')  # a malformed value is still named by the config check
@@ -248,6 +248,7 @@ def test_the_seqgan_oracle_preset_runs_end_to_end_on_a_tiny_schedule(
         "--seeds", "1", "--budget", "1", "--checkpoints", "1", "--agents", "mle,reinforce,bgan",
         "--set", "n_real=64", "--set", "n_valid=64", "--set", "mle_epochs=1",
         "--set", "d_negatives=64", "--set", "d_pretrain_steps=1",
+        "--set", "d_pretrain_epochs=1", "--set", "d_pretrain_negatives=64",
         "--agent-set", "reinforce.n_rollouts=2",
         "--eval-set", "n_samples=64", "--eval-set", "n_bleu=16", "--eval-set", "n_refs=64",
         "--eval-set", "temperatures=[1.0]", "--workers", "1", "--no-progress",
