@@ -22,7 +22,7 @@ bench: $(STAMP)
 SEEDS ?= 3
 seqgan-oracle: $(STAMP)
 	$(VENV)/bin/textgan bench --preset seqgan-oracle --seeds $(SEEDS) --workers 1 \
-		--out experiments/seqgan-oracle-dprobe/paper-d-pretrain-200
+		--out experiments/seqgan-oracle-paper-d
 
 test: $(STAMP)
 	$(PY) -m pytest -q
