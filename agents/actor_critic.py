@@ -36,7 +36,7 @@ from agents.loop import adversarial_loop, clip_and_step, start_run
 from agents.runtime import check_finite
 from agents.setup import CommonConfig, Setup, agent_env
 from textgan_envs.discriminators import eval_logits
-from textgan_envs.rewards import log_reward
+from textgan_envs.rewards import log_reward, prob_reward
 from textgan_envs.rollout import monte_carlo_q
 
 AGENT = "actor_critic"
@@ -53,9 +53,11 @@ class ActorCriticConfig(CommonConfig):
     (quick preset, 3 seeds: +0.21 NLL-oracle at 1e-2, -0.03 at 1e-3; RESULTS.md)."""
     gamma: float = field(default=0.9, metadata={"min": 0.0, "max": 1.0})
     """Discount of future per-token rewards (MaskGAN: 0.9)."""
-    reward: Literal["mc_log", "final_log"] = "mc_log"
+    reward: Literal["mc_log", "mc_prob", "final_log"] = "mc_log"
     """``mc_log``: returns ``gamma^(T-1-t) Q_t`` with ``Q_t`` the mean ``log D`` of ``n_rollouts``
-    completions of ``y_1..y_t`` (``Q_T = log D(y)``); ``final_log``: only ``r_T = log D(y)``."""
+    completions of ``y_1..y_t`` (``Q_T = log D(y)``); ``mc_prob``: the same with ``D`` in place of
+    ``log D`` (SeqGAN's action value; with ``gamma = 1`` the actor's expected gradient is SeqGAN
+    REINFORCE's, the critic only lowers its variance); ``final_log``: only ``r_T = log D(y)``."""
     n_rollouts: int = field(default=16, metadata={"min": 1})
     """Monte-Carlo completions per prefix for the ``mc_log`` reward (rolled out by the generator)."""
     advantage_clip: float = field(default=5.0, metadata={"min": 0.0})
@@ -119,23 +121,28 @@ def actor_critic_losses(
 def per_token_rewards(
     setup: Setup, episodes: Episodes, cfg: ActorCriticConfig, generator: torch.Generator
 ) -> Tensor:
-    """``[B, T]`` rewards: Monte-Carlo mean ``log D`` per prefix, or ``log D(y)`` at the last step.
+    """``[B, T]`` rewards: Monte-Carlo mean ``log D`` (or ``D``) per prefix, or ``log D(y)`` at the end.
 
     ``episodes`` come from a ``reward_mode="log"`` env, so their terminal reward is ``log D(y)``
-    (the last column in both modes).
+    (the last column; ``mc_prob`` takes its ``exp``).
     """
     disc = setup.discriminator
     rewards = torch.zeros(episodes.tokens.shape, device=episodes.tokens.device)
     if cfg.reward == "final_log":
         rewards[:, -1] = episodes.rewards
         return rewards
+    score, final = (
+        (prob_reward, episodes.rewards.exp())
+        if cfg.reward == "mc_prob"
+        else (log_reward, episodes.rewards)
+    )
     q = monte_carlo_q(
         setup.policy,
-        lambda y: log_reward(eval_logits(disc, y)),
+        lambda y: score(eval_logits(disc, y)),
         episodes.tokens,
         cfg.n_rollouts,
         generator=generator,
-        final_scores=episodes.rewards,
+        final_scores=final,
     )
     return rewards_of_returns(discounted_outcome(q, cfg.gamma), cfg.gamma)
 

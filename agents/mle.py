@@ -161,9 +161,32 @@ def check_training_data(state: dict[str, Any], digest: str, path: str | Path) ->
     elif saved != digest:
         raise CheckpointError(
             f"checkpoint {path} was trained on other data (token digest {saved}) than this run's "
-            f"({digest}): the seed's data were drawn by another version or from another corpus; "
-            "delete the checkpoint to train again"
+            f"({digest}): the seed's data were drawn by another version, from another corpus, "
+            f"or {_capability_hint(state.get('cpu_capability'))}; delete the checkpoint to train "
+            "again"
         )
+
+
+def cpu_capability() -> str:
+    """ATen's CPU kernel set in this process (``AVX2``, ``AVX512``, ...; ``ATEN_CPU_CAPABILITY``).
+
+    Recorded with an MLE checkpoint: oracle data drawn by the portable route can differ in a few
+    sequences of 10,000 between kernel sets (float rounding at a class boundary moves a draw).
+    """
+    return str(torch.backends.cpu.get_cpu_capability())
+
+
+def _capability_hint(saved: str | None) -> str:
+    here = cpu_capability()
+    if saved is not None and saved != here:
+        return (
+            f"under other CPU kernels: they were drawn with ATen's {saved} kernels and this process "
+            f"runs {here}; rerun with ATEN_CPU_CAPABILITY={saved.lower()} to draw the same data"
+        )
+    return (
+        f"under other CPU kernels (this process runs ATen's {here}; a checkpoint drawn on an "
+        "AVX2-only CPU resumes on an AVX-512 one with ATEN_CPU_CAPABILITY=avx2)"
+    )
 
 
 def _check_tokens(tokens: Tensor, policy: LSTMPolicy, name: str) -> None:
@@ -281,6 +304,7 @@ def train_mle(
                         "history": history,
                         "mle_config": asdict(cfg),
                         "data_digest": data_digest,
+                        "cpu_capability": cpu_capability(),
                     },
                     ckpt_path,
                 )

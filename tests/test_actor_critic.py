@@ -61,7 +61,7 @@ def test_critic_is_causal_and_regresses_returns():
     assert float(loss.detach()) < 0.5 * first
 
 
-@pytest.mark.parametrize("reward", ["mc_log", "final_log"])
+@pytest.mark.parametrize("reward", ["mc_log", "mc_prob", "final_log"])
 def test_actor_critic_raises_expected_reward_of_fixed_discriminator(reward):
     setup = tiny_setup()
     cfg = build_config(

@@ -103,6 +103,28 @@ def test_resuming_on_other_training_data_is_refused_and_keeps_the_checkpoint(
         train_mle(fresh_policy(), other, config(epochs=4), out_dir=tmp_path, resume=True)
 
 
+def test_a_refusal_names_the_cpu_kernels_the_data_were_drawn_under(problem, tmp_path, monkeypatch):
+    """Portable oracle draws differ in a few sequences between ATen's AVX2 and AVX-512 kernels
+    (seed 2 of the published-oracle bench: 2 of 10,000), so a checkpoint made on one CPU is
+    refused on the other; the refusal says which kernels drew it and how to draw the same data."""
+    oracle, train, test = problem
+    monkeypatch.setattr(mle, "cpu_capability", lambda: "AVX2")
+    train_mle(fresh_policy(), train, config(epochs=1), out_dir=tmp_path)
+    ckpt = tmp_path / "mle_checkpoint.pt"
+    assert torch.load(ckpt, weights_only=True)["cpu_capability"] == "AVX2"
+    other = train.clone()
+    other[0, 0] = (other[0, 0] + 1) % V
+    monkeypatch.setattr(mle, "cpu_capability", lambda: "AVX512")
+    with pytest.raises(CheckpointError, match="ATen's AVX2 kernels and this process runs AVX512"):
+        train_mle(fresh_policy(), other, config(epochs=2), out_dir=tmp_path, resume=True)
+    with pytest.raises(CheckpointError, match="ATEN_CPU_CAPABILITY=avx2 to draw the same data"):
+        train_mle(fresh_policy(), other, config(epochs=2), out_dir=tmp_path, resume=True)
+    monkeypatch.setattr(mle, "cpu_capability", lambda: "AVX2")  # same kernels: no such advice
+    with pytest.raises(CheckpointError, match="trained on other data") as info:
+        train_mle(fresh_policy(), other, config(epochs=2), out_dir=tmp_path, resume=True)
+    assert "to draw the same data" not in str(info.value)
+
+
 def test_non_finite_loss_raises_and_keeps_last_good_checkpoint(problem, tmp_path, monkeypatch):
     oracle, train, _ = problem
     policy = fresh_policy()
