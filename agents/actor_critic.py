@@ -59,7 +59,7 @@ class ActorCriticConfig(CommonConfig):
     ``log D`` (SeqGAN's action value; with ``gamma = 1`` the actor's expected gradient is SeqGAN
     REINFORCE's, the critic only lowers its variance); ``final_log``: only ``r_T = log D(y)``."""
     n_rollouts: int = field(default=16, metadata={"min": 1})
-    """Monte-Carlo completions per prefix for the ``mc_log`` reward (rolled out by the generator)."""
+    """Monte-Carlo completions per prefix for the ``mc_log`` and ``mc_prob`` rewards (rolled out by the generator)."""
     advantage_clip: float = field(default=5.0, metadata={"min": 0.0})
     """Advantages are clipped to ``+-advantage_clip`` (MaskGAN: 5; 0 disables)."""
     critic_lr: float = field(default=1e-2, metadata={"min": 0.0})
@@ -167,8 +167,8 @@ def warm_up_critic(
     rewards: Tensor,
     cfg: ActorCriticConfig,
 ) -> None:
-    """Fit the critic to the first batch's returns so its first baseline is not 0 (every return is
-    negative: an unfitted critic makes every advantage negative)."""
+    """Fit the critic to the first batch's returns so its first baseline is not 0 (every ``log D``
+    return is negative: an unfitted critic makes every advantage negative)."""
     returns = est.discounted_returns(rewards.detach(), cfg.gamma)
     for _ in range(cfg.critic_warmup):
         c_opt.zero_grad(set_to_none=True)
