@@ -27,6 +27,7 @@ from agents.runtime import (
     CheckpointError,
     MetricLogger,
     atomic_save,
+    cpu_capability,
     load_checkpoint,
     rng_state,
     seed_stream,
@@ -165,15 +166,6 @@ def check_training_data(state: dict[str, Any], digest: str, path: str | Path) ->
             f"or {_capability_hint(state.get('cpu_capability'))}; delete the checkpoint to train "
             "again"
         )
-
-
-def cpu_capability() -> str:
-    """ATen's CPU kernel set in this process (``AVX2``, ``AVX512``, ...; ``ATEN_CPU_CAPABILITY``).
-
-    Recorded with an MLE checkpoint: oracle data drawn by the portable route can differ in a few
-    sequences of 10,000 between kernel sets (float rounding at a class boundary moves a draw).
-    """
-    return str(torch.backends.cpu.get_cpu_capability())
 
 
 def _capability_hint(saved: str | None) -> str:

@@ -53,6 +53,11 @@ class CommonConfig:
     """Oracle parameters ``.npz`` (e.g. ``seqgan_oracle_params.npz``); ``None`` draws a random N(0,1) oracle."""
     oracle_seed: int = 0
     """Seed of the random oracle when ``oracle_path`` is ``None``."""
+    data_cache: str | None = None
+    """Oracle env: a ``.npz`` file keeping this seed's drawn real and held-out data
+    (:mod:`agents.data_cache`). Read when it exists and matches the draw's identity, written
+    after the draw otherwise, so a run resumed on a CPU with other float rounding trains on the
+    same tokens. ``None``: the data are drawn on every start."""
     corpus_path: str | None = None
     """Text file, one sentence per line (``textgan/Corpus-v0`` only)."""
     corpus_level: Literal["word", "char"] = "word"
@@ -210,15 +215,26 @@ def load_data(cfg: CommonConfig, warn: bool = True) -> RunData:
 
 
 def _oracle_data(oracle: nn.Module, cfg: CommonConfig) -> tuple[Tensor, Tensor]:
-    """The seed's real and held-out oracle samples, the same on every machine and device.
+    """The seed's real and held-out oracle samples: read from ``cfg.data_cache``, else drawn.
 
     Drawn on CPU by the portable sampling route: the fast routes draw the same distribution,
-    but which samples a seed gives depends on the CPU (avx512_bf16 or not) and the device, and
-    a run or a cached MLE start moved to another machine would then see other data.
+    but which samples a seed gives depends on the CPU (avx512_bf16 or not) and the device. The
+    portable route is the same everywhere up to float rounding, which still moves a few
+    sequences of 10,000 between ATen's AVX2 and AVX-512 kernels; the data cache removes that.
     """
+    from agents import data_cache
+
+    device = next(oracle.parameters()).device
+    identity = data_cache.oracle_data_identity(cfg, oracle) if cfg.data_cache else None
+    if cfg.data_cache:
+        cached = data_cache.load_data(cfg.data_cache, identity, oracle.vocab_size)
+        if cached is not None:
+            return cached[0].to(device), cached[1].to(device)
     data_gen = make_generator(seed_stream(cfg.seed, "oracle_data"), "cpu")
     real = oracle.sample(cfg.n_real, generator=data_gen, portable=True)
     valid = oracle.sample(cfg.n_valid, generator=data_gen, portable=True)
+    if cfg.data_cache and current_context().is_main:
+        data_cache.save_data(cfg.data_cache, identity, real, valid)
     return real, valid
 
 

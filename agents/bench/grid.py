@@ -81,6 +81,15 @@ def discriminator_cache_path(pretrained: Path) -> Path:
     return Path(pretrained).with_name(f"discriminator_{Path(pretrained).name}")
 
 
+def data_cache_path(pretrained: Path) -> Path:
+    """The seed's drawn oracle data beside its MLE start (committed with it: ~0.7 MB a seed).
+
+    Both are products of the data; keeping the tokens lets the bench resume on a CPU whose
+    float rounding would draw a few sequences differently (see :mod:`agents.data_cache`).
+    """
+    return Path(pretrained).with_name(f"data_{Path(pretrained).stem}.npz")
+
+
 def cell_path(out_dir: Path, cell: Cell) -> Path:
     return Path(out_dir) / "cells" / f"{cell.name}.json"
 

@@ -83,7 +83,9 @@ def _start_setup(runner: Any, seed: int, pretrained: Path, run_dir: Path) -> Any
     if not mle_dst.exists():
         rn._copy_atomic(pretrained, mle_dst)
     cache = str(rn.discriminator_cache_path(pretrained))
-    common = rn._common_config(runner.cfg, seed, run_dir, d_pretrain_cache=cache)
+    common = rn._common_config(
+        runner.cfg, seed, run_dir, data_cache=rn.data_cache_path(pretrained), d_pretrain_cache=cache
+    )
     seed_everything(common.seed)  # as the agents' start_run: the same dropout stream, and D cache
     return common, build_setup(common, run_dir, resume=True)  # reads the MLE sub-run
 
@@ -123,7 +125,7 @@ def run_sb3_cell(
     cfg = runner.cfg
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    task = rn.build_task(cfg, seed)
+    task = rn.build_task(cfg, seed, data_cache=rn.data_cache_path(pretrained))
     settings = cfg.eval_settings()
     common, setup = _start_setup(runner, seed, pretrained, out_dir / "start")
     n_envs, seq_len = common.batch_size, setup.policy.seq_len

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from agents.bench.evaluate import EvalData, evaluate, temperature_sweep
-from agents.bench.grid import discriminator_cache_path
+from agents.bench.grid import data_cache_path, discriminator_cache_path
 from agents.bench.presets import BenchConfig
 from agents.registry import AGENTS, AgentSpec, bench_agents
 from agents.runtime.errors import RunFinished
@@ -59,12 +59,16 @@ def check_agents(names: tuple[str, ...] | list[str]) -> None:
         bench_spec(name).load_module()
 
 
-def _common_config(cfg: BenchConfig, seed: int, out_dir: Path, **extra: Any) -> Any:
+def _common_config(
+    cfg: BenchConfig, seed: int, out_dir: Path, data_cache: Path | None = None, **extra: Any
+) -> Any:
+    """The seed's :class:`~agents.setup.CommonConfig`; ``data_cache``: its drawn oracle data."""
     from agents import setup as tr
     from agents.runtime import build_config
 
     values = {
         **cfg.common,
+        **_data_cache_field(cfg, data_cache),
         "env_id": cfg.env,
         "seed": seed,
         "out_dir": str(out_dir),
@@ -76,6 +80,13 @@ def _common_config(cfg: BenchConfig, seed: int, out_dir: Path, **extra: Any) -> 
     return build_config(tr.CommonConfig, values)
 
 
+def _data_cache_field(cfg: BenchConfig, data_cache: Path | None) -> dict[str, str]:
+    """``data_cache`` for the oracle env (a corpus is read from its file, not drawn)."""
+    if data_cache is None or cfg.env != "textgan/Oracle-v0":
+        return {}
+    return {"data_cache": str(data_cache)}
+
+
 def agent_config(
     cfg: BenchConfig,
     agent: str,
@@ -83,11 +94,13 @@ def agent_config(
     out_dir: Path,
     total_steps: int,
     d_pretrain_cache: Path | None = None,
+    data_cache: Path | None = None,
 ) -> Any:
     """The agent's own config: common fields, then its overrides, then the bench's run settings.
 
     ``d_pretrain_cache`` is the seed's shared pre-trained discriminator (see
     :mod:`agents.discriminator_cache`): the seed's first cell writes it, the others load it.
+    ``data_cache`` is the seed's drawn oracle data (:mod:`agents.data_cache`), likewise shared.
     """
     from agents.runtime import build_config
 
@@ -99,6 +112,7 @@ def agent_config(
         **cfg.common,
         **cfg.agent_overrides.get(agent, {}),
         **({"d_pretrain_cache": str(d_pretrain_cache)} if d_pretrain_cache else {}),
+        **_data_cache_field(cfg, data_cache),
         "env_id": cfg.env,
         "seed": seed,
         "out_dir": str(out_dir),
@@ -125,21 +139,29 @@ class Task:
 _TASKS: dict[str, Task] = {}
 
 
-def _fresh_setup(cfg: BenchConfig, seed: int) -> Any:
+def _fresh_setup(cfg: BenchConfig, seed: int, data_cache: Path | None = None) -> Any:
     """The agents' set-up of ``seed`` without any training: data, oracle/vocab, initial policy."""
     from agents import setup as tr
 
     with tempfile.TemporaryDirectory() as tmp:
-        common = _common_config(cfg, seed, Path(tmp), mle_epochs=0, d_pretrain_steps=0)
+        common = _common_config(
+            cfg, seed, Path(tmp), data_cache=data_cache, mle_epochs=0, d_pretrain_steps=0
+        )
         return tr.build_setup(common, Path(tmp), resume=False)
 
 
-def build_task(cfg: BenchConfig, seed: int, setup: Any = None) -> Task:
-    """The seed's data exactly as the agents build it (cached per process)."""
-    key = json.dumps([cfg.identity(), seed], sort_keys=True)
+def build_task(
+    cfg: BenchConfig, seed: int, setup: Any = None, data_cache: Path | None = None
+) -> Task:
+    """The seed's data exactly as the agents build it (cached per process).
+
+    ``data_cache`` (the seed's :func:`~agents.bench.grid.data_cache_path`) is read when it
+    exists and written after the draw otherwise.
+    """
+    key = json.dumps([cfg.identity(), seed, str(data_cache)], sort_keys=True)
     if key in _TASKS:
         return _TASKS[key]
-    setup = _fresh_setup(cfg, seed) if setup is None else setup
+    setup = _fresh_setup(cfg, seed, data_cache) if setup is None else setup
     if setup.vocab is None:
         data = EvalData(test_tokens=setup.valid.cpu(), oracle=setup.oracle)
     else:
@@ -225,9 +247,10 @@ class BenchRunner:
         from agents.mle import pretraining_config, train_mle
         from agents.runtime import load_checkpoint
 
-        setup = _fresh_setup(self.cfg, seed)
-        task = build_task(self.cfg, seed, setup)
-        common = _common_config(self.cfg, seed, work_dir)
+        data_cache = data_cache_path(path)
+        setup = _fresh_setup(self.cfg, seed, data_cache)
+        task = build_task(self.cfg, seed, setup, data_cache)
+        common = _common_config(self.cfg, seed, work_dir, data_cache=data_cache)
         settings = self.cfg.eval_settings()
         mle_cfg = pretraining_config(
             common,
@@ -274,7 +297,7 @@ class BenchRunner:
             return run_sb3_cell(self, agent, seed, budget, pretrained, out_dir)
         progress_path = out_dir / PROGRESS_FILE
         progress = json.loads(progress_path.read_text()) if progress_path.exists() else None
-        task = build_task(self.cfg, seed)
+        task = build_task(self.cfg, seed, data_cache=data_cache_path(pretrained))
         settings = self.cfg.eval_settings()
         policy = _load_policy(pretrained, self.cfg.device, task.real)
         if progress is None:
@@ -313,13 +336,13 @@ class BenchRunner:
         if not mle_dst.exists():
             _copy_atomic(pretrained, mle_dst)
         done = progress["rows"][-1]["step"] // g_steps
-        d_cache = discriminator_cache_path(pretrained)
+        d_cache, data_cache = discriminator_cache_path(pretrained), data_cache_path(pretrained)
         for iters in _segments(budget // g_steps, self.cfg.n_checkpoints):
             if iters <= done:
                 continue
             start = time.perf_counter()
             try:  # resume=True: a fresh cell resumes from the MLE checkpoint copied above
-                config = agent_config(self.cfg, agent, seed, out_dir, iters, d_cache)
+                config = agent_config(self.cfg, agent, seed, out_dir, iters, d_cache, data_cache)
                 train_fn(config, resume=True)
             except RunFinished:
                 pass  # killed after this segment's checkpoint, before it was recorded

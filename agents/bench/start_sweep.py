@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from agents.bench.evaluate import evaluate
-from agents.bench.grid import pretrained_path
+from agents.bench.grid import data_cache_path, pretrained_path
 from agents.bench.presets import BenchConfig
 from agents.bench.runners import _eval_seed, _load_policy, build_task
 
@@ -27,7 +27,7 @@ def start_sweep(out: Path, seed: int, temperatures: list[float]) -> list[dict[st
         raise FileNotFoundError(
             f"{checkpoint} is missing: rerun the bench for seed {seed} to recreate the MLE start"
         )
-    task = build_task(cfg, seed)
+    task = build_task(cfg, seed, data_cache=data_cache_path(checkpoint))
     policy = _load_policy(checkpoint, cfg.device, task.real)
     settings = cfg.eval_settings()
     return [

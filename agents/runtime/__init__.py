@@ -24,6 +24,7 @@ module                         holds
 from agents.runtime.checkpoint import (
     CheckpointError,
     atomic_save,
+    cpu_capability,
     load_checkpoint,
     remove_stale_temp_files,
     token_digest,
@@ -125,6 +126,7 @@ __all__ = [
     "build_config",
     "check_field_types",
     "check_finite",
+    "cpu_capability",
     "config_fields",
     "config_to_dict",
     "current_context",

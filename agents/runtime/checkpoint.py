@@ -41,6 +41,16 @@ def token_digest(*tokens: torch.Tensor) -> str:
     return digest.hexdigest()[:16]
 
 
+def cpu_capability() -> str:
+    """ATen's CPU kernel set in this process (``AVX2``, ``AVX512``, ...; ``ATEN_CPU_CAPABILITY``).
+
+    Recorded beside :func:`token_digest` where data were drawn: oracle samples of the portable
+    route can differ in a few sequences of 10,000 between kernel sets (float rounding at a class
+    boundary moves a draw), so a refusal can name the setting that draws the same data.
+    """
+    return str(torch.backends.cpu.get_cpu_capability())
+
+
 def atomic_save(obj: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write ``obj`` with ``torch.save`` to a temp file, fsync it, then rename over ``path``."""
     path = Path(path)

@@ -56,6 +56,7 @@ RESUMABLE_CHANGES = frozenset(
         "device",
         "keep_checkpoints",
         "d_pretrain_cache",
+        "data_cache",
     }
 )
 
