@@ -112,3 +112,29 @@ def test_a_bench_resumes_on_a_machine_that_draws_other_data(tmp_path, monkeypatc
     (tmp_path / "cell2").mkdir()
     with pytest.raises(CheckpointError, match="trained on other data"):
         BenchRunner(bench)("mle", 0, 2, start, tmp_path / "cell2")
+
+
+def test_a_run_with_a_data_cache_resumes_where_a_fresh_draw_differs(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    from agents import train as train_cli
+    from tests.test_run_resume import _argv
+
+    cache = tmp_path / "data.npz"
+    run = tmp_path / "run"
+    assert train_cli.main(_argv(run, "reinforce", f"data_cache={cache}")) == 0
+    assert cache.is_file()
+    _other_rounding(monkeypatch)
+    resumed = _argv(run, "reinforce", "total_steps=3", f"data_cache={cache}")
+    assert train_cli.main([*resumed, "--resume"]) == 0
+    assert _checkpoint_step(run) == 3
+    without = _argv(run, "reinforce", "total_steps=4")  # data drawn here: refused
+    capsys.readouterr()
+    assert train_cli.main([*without, "--resume"]) == 1
+    assert "the data differ" in capsys.readouterr().err
+
+
+def _checkpoint_step(run: Path) -> int:
+    from agents.runtime import load_checkpoint
+
+    return int(load_checkpoint(run / "checkpoint.pt", ["step"])["step"])

@@ -181,4 +181,5 @@ def test_a_run_whose_data_came_out_differently_is_refused(
     assert train_cli.main([*_argv(run, "reinforce", "total_steps=3"), "--resume"]) == 1
     err = capsys.readouterr().err
     assert "data_digest: '0000000000000000' ->" in err and "the data differ" in err
+    assert "other CPU float kernels" in err and "data_cache" in err  # the way to resume elsewhere
     assert _snapshot(run) == before

@@ -198,8 +198,10 @@ def _check_resume(
             details = ", ".join(f"{k}: {saved.get(k)!r} -> {resolved.get(k)!r}" for k in diffs)
             if diffs == ["data_digest"]:
                 details += (
-                    "; the data differ from the run's (another corpus file, or oracle samples "
-                    "drawn by an older version): start a new run"
+                    "; the data differ from the run's: another corpus file, or oracle samples "
+                    "drawn by an older version or under other CPU float kernels (resume on the "
+                    "machine that started the run; the config key data_cache keeps a draw for "
+                    "resumes elsewhere); or start a new run"
                 )
             raise RunDirError(
                 f"cannot resume {run_dir} with a different config{against} ({details})"
