@@ -33,6 +33,10 @@ from agents.runtime import ConfigError, cpu_capability, token_digest
 FORMAT = 1
 
 
+class OtherDrawError(ConfigError):
+    """The data cache holds a draw of another identity (another seed, size or oracle)."""
+
+
 def oracle_data_identity(cfg: Any, oracle: nn.Module) -> dict[str, Any]:
     """What a seed's oracle draw depends on (``cfg`` is a ``CommonConfig``)."""
     return {
@@ -82,7 +86,7 @@ def load_data(
     """The cached ``(real, valid)`` int64 tokens, or ``None`` when ``path`` does not exist.
 
     Raises :class:`ConfigError` naming the file when it is unreadable, drawn for another
-    identity (the differing keys are listed), or holds tokens that fail their digest or lie
+    identity (:class:`OtherDrawError`, listing the differing keys), or holds tokens that fail their digest or lie
     outside ``[0, vocab_size)``.
     """
     path = Path(path)
@@ -102,7 +106,7 @@ def load_data(
     if saved != identity:
         keys = sorted(k for k in set(saved) | set(identity) if saved.get(k) != identity.get(k))
         details = ", ".join(f"{k}: {saved.get(k)!r} here {identity.get(k)!r}" for k in keys)
-        raise ConfigError(f"data cache {path} holds another draw ({details}); {remedy}")
+        raise OtherDrawError(f"data cache {path} holds another draw ({details}); {remedy}")
     if real_np.dtype.kind not in "iu" or valid_np.dtype.kind not in "iu":
         raise ConfigError(f"data cache {path} holds {real_np.dtype} tokens, not integers; {remedy}")
     real = torch.from_numpy(real_np.astype(np.int64))

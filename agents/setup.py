@@ -8,6 +8,7 @@ from. Every random stream comes from :func:`agents.runtime.seed_stream`.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -53,11 +54,14 @@ class CommonConfig:
     """Oracle parameters ``.npz`` (e.g. ``seqgan_oracle_params.npz``); ``None`` draws a random N(0,1) oracle."""
     oracle_seed: int = 0
     """Seed of the random oracle when ``oracle_path`` is ``None``."""
-    data_cache: str | None = None
+    data_cache: str | None = "auto"
     """Oracle env: a ``.npz`` file keeping this seed's drawn real and held-out data
-    (:mod:`agents.data_cache`). Read when it exists and matches the draw's identity, written
-    after the draw otherwise, so a run resumed on a CPU with other float rounding trains on the
-    same tokens. ``None``: the data are drawn on every start."""
+    (:mod:`agents.data_cache`), so a run resumed on a CPU whose float rounding would draw a few
+    sequences differently trains on the same tokens. Read when it exists and matches the
+    draw's identity (else refused, naming the file); written once the run directory is
+    prepared. ``"auto"``: ``<out_dir>/data.npz``, where a file of another draw is ignored (the
+    run directory's own checks decide) and a damaged one with a warning; ``None``: drawn on
+    every start."""
     corpus_path: str | None = None
     """Text file, one sentence per line (``textgan/Corpus-v0`` only)."""
     corpus_level: Literal["word", "char"] = "word"
@@ -168,6 +172,16 @@ class RunData:
     oracle: nn.Module | None = None
     vocab: Any = None
     corpus: Any = None
+    unsaved_cache: tuple[Path, dict[str, Any]] | None = None
+    """``(path, identity)`` of a data cache the draw is still to be written to (:meth:`keep`)."""
+
+    def keep(self) -> None:
+        """Write the drawn data to their cache (rank 0), once the run directory is prepared."""
+        if self.unsaved_cache is not None and current_context().is_main:
+            from agents import data_cache
+
+            data_cache.save_data(*self.unsaved_cache, self.real, self.valid)
+        self.unsaved_cache = None
 
     def record(self) -> dict[str, Any]:
         """What ``config.json`` records about the data: its digest (a resume must see the same
@@ -199,8 +213,10 @@ def load_data(cfg: CommonConfig, warn: bool = True) -> RunData:
             oracle = OracleLSTM.random(
                 cfg.oracle_seed, vocab_size=cfg.vocab_size, seq_len=cfg.seq_len, device=device
             )
-        real, valid = _oracle_data(oracle, cfg)
-        return RunData(real, valid, oracle.vocab_size, oracle.start_token, oracle=oracle)
+        real, valid, unsaved = _oracle_data(oracle, cfg)
+        return RunData(
+            real, valid, oracle.vocab_size, oracle.start_token, oracle=oracle, unsaved_cache=unsaved
+        )
     from textgan_envs.corpus import encode_sentences, load_corpus, split_corpus, warn_if_lossy
     from textgan_envs.vocab import Vocabulary
 
@@ -214,28 +230,44 @@ def load_data(cfg: CommonConfig, warn: bool = True) -> RunData:
     return RunData(real, valid, len(vocab), Vocabulary.BOS, vocab=vocab, corpus=corpus)
 
 
-def _oracle_data(oracle: nn.Module, cfg: CommonConfig) -> tuple[Tensor, Tensor]:
-    """The seed's real and held-out oracle samples: read from ``cfg.data_cache``, else drawn.
+def data_cache_file(cfg: CommonConfig) -> Path | None:
+    """Where ``cfg``'s oracle data are kept (``data_cache``, ``"auto"`` resolved), or ``None``."""
+    if cfg.data_cache is None or cfg.env_id != "textgan/Oracle-v0":
+        return None
+    return Path(cfg.out_dir) / "data.npz" if cfg.data_cache == "auto" else Path(cfg.data_cache)
 
-    Drawn on CPU by the portable sampling route: the fast routes draw the same distribution,
-    but which samples a seed gives depends on the CPU (avx512_bf16 or not) and the device. The
-    portable route is the same everywhere up to float rounding, which still moves a few
-    sequences of 10,000 between ATen's AVX2 and AVX-512 kernels; the data cache removes that.
+
+def _oracle_data(
+    oracle: nn.Module, cfg: CommonConfig
+) -> tuple[Tensor, Tensor, tuple[Path, dict[str, Any]] | None]:
+    """The seed's real and held-out oracle samples, and the cache they are still to be kept in.
+
+    Read from the data cache when it holds this draw; else drawn on CPU by the portable
+    sampling route: the fast routes draw the same distribution, but which samples a seed gives
+    depends on the CPU (avx512_bf16 or not) and the device. The portable route is the same
+    everywhere up to float rounding, which still moves a few sequences of 10,000 between ATen's
+    AVX2 and AVX-512 kernels; the cache removes that.
     """
     from agents import data_cache
 
-    device = next(oracle.parameters()).device
-    identity = data_cache.oracle_data_identity(cfg, oracle) if cfg.data_cache else None
-    if cfg.data_cache:
-        cached = data_cache.load_data(cfg.data_cache, identity, oracle.vocab_size)
+    path = data_cache_file(cfg)
+    identity = data_cache.oracle_data_identity(cfg, oracle) if path else None
+    if path is not None:
+        try:
+            cached = data_cache.load_data(path, identity, oracle.vocab_size)
+        except ConfigError as exc:
+            if cfg.data_cache != "auto":
+                raise
+            if not isinstance(exc, data_cache.OtherDrawError):  # else the config changed: the
+                warnings.warn(f"{exc}; drawing the data instead", RuntimeWarning, stacklevel=3)
+            cached = None  # run directory's checks refuse it or start a new run
         if cached is not None:
-            return cached[0].to(device), cached[1].to(device)
+            device = next(oracle.parameters()).device
+            return cached[0].to(device), cached[1].to(device), None
     data_gen = make_generator(seed_stream(cfg.seed, "oracle_data"), "cpu")
     real = oracle.sample(cfg.n_real, generator=data_gen, portable=True)
     valid = oracle.sample(cfg.n_valid, generator=data_gen, portable=True)
-    if cfg.data_cache and current_context().is_main:
-        data_cache.save_data(cfg.data_cache, identity, real, valid)
-    return real, valid
+    return real, valid, (path, identity) if path is not None else None
 
 
 @dataclass
@@ -286,6 +318,7 @@ def build_setup(
 
     device = resolve_device(cfg.device)
     data = load_data(cfg, warn=False) if data is None else data
+    data.keep()
     oracle, vocab, real, valid = data.oracle, data.vocab, data.real, data.valid
     vocab_size, start_token = data.vocab_size, data.start_token
     if vocab is not None:

@@ -39,6 +39,8 @@ def _other_rounding(monkeypatch) -> None:
 def test_the_first_draw_is_written_and_a_later_start_reads_it(tmp_path, monkeypatch) -> None:
     path = tmp_path / "data.npz"
     drawn = load_data(_cfg(tmp_path, data_cache=path))
+    assert not path.exists()  # written once the run directory is prepared, not by reading
+    drawn.keep()
     assert path.is_file()
     with np.load(path, allow_pickle=False) as archive:
         assert archive["real"].dtype == np.uint16  # V=30 fits
@@ -52,7 +54,7 @@ def test_the_first_draw_is_written_and_a_later_start_reads_it(tmp_path, monkeypa
 
 def test_a_cache_of_another_draw_is_refused_and_kept(tmp_path) -> None:
     path = tmp_path / "data.npz"
-    load_data(_cfg(tmp_path, data_cache=path))
+    load_data(_cfg(tmp_path, data_cache=path)).keep()
     before = path.read_bytes()
     other = _common_config(_bench(tmp_path), 1, tmp_path / "run", data_cache=path)  # seed 1
     with pytest.raises(ConfigError, match=r"another draw \(seed: 0 here 1\)"):
@@ -74,6 +76,7 @@ def test_a_damaged_cache_is_refused_naming_it(tmp_path, damage, message) -> None
     path = tmp_path / "data.npz"
     cfg = _cfg(tmp_path, data_cache=path)
     drawn = load_data(cfg)
+    drawn.keep()
     if damage == "garbage":
         path.write_bytes(b"not an npz archive")
     else:
@@ -114,24 +117,37 @@ def test_a_bench_resumes_on_a_machine_that_draws_other_data(tmp_path, monkeypatc
         BenchRunner(bench)("mle", 0, 2, start, tmp_path / "cell2")
 
 
-def test_a_run_with_a_data_cache_resumes_where_a_fresh_draw_differs(
+def test_a_run_keeps_its_data_and_resumes_where_a_fresh_draw_differs(
     tmp_path, monkeypatch, capsys
 ) -> None:
+    """The default ``data_cache="auto"`` keeps the draw in the run directory."""
     from agents import train as train_cli
     from tests.test_run_resume import _argv
 
-    cache = tmp_path / "data.npz"
     run = tmp_path / "run"
-    assert train_cli.main(_argv(run, "reinforce", f"data_cache={cache}")) == 0
-    assert cache.is_file()
+    assert train_cli.main(_argv(run, "reinforce")) == 0
+    assert (run / "data.npz").is_file()
     _other_rounding(monkeypatch)
-    resumed = _argv(run, "reinforce", "total_steps=3", f"data_cache={cache}")
-    assert train_cli.main([*resumed, "--resume"]) == 0
+    assert train_cli.main([*_argv(run, "reinforce", "total_steps=3"), "--resume"]) == 0
     assert _checkpoint_step(run) == 3
-    without = _argv(run, "reinforce", "total_steps=4")  # data drawn here: refused
     capsys.readouterr()
+    without = _argv(run, "reinforce", "total_steps=4", "data_cache=null")  # drawn here: refused
     assert train_cli.main([*without, "--resume"]) == 1
     assert "the data differ" in capsys.readouterr().err
+
+
+def test_a_damaged_auto_cache_is_redrawn_with_a_warning_and_rewritten(tmp_path) -> None:
+    cfg = _cfg(tmp_path)
+    assert cfg.data_cache == "auto"
+    first = load_data(cfg)
+    first.keep()
+    path = tmp_path / "run" / "data.npz"
+    path.write_bytes(b"truncated")
+    with pytest.warns(RuntimeWarning, match=f"data cache {path} is not a readable.*drawing"):
+        again = load_data(cfg)
+    assert torch.equal(again.real, first.real)
+    again.keep()
+    assert torch.equal(load_data(cfg).real, first.real)  # read back without a warning
 
 
 def _checkpoint_step(run: Path) -> int:
