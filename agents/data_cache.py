@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from agents.discriminator_cache import parameter_digest
-from agents.runtime import ConfigError, cpu_capability, token_digest
+from agents.runtime import ConfigError, atomic_write, cpu_capability, token_digest
 
 FORMAT = 1
 
@@ -53,8 +52,6 @@ def save_data(
     path: str | os.PathLike[str], identity: dict[str, Any], real: Tensor, valid: Tensor
 ) -> None:
     """Write the draw atomically (temp file, fsync, rename); tokens as ``uint16`` when they fit."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "identity": identity,
         "digest": token_digest(real, valid),
@@ -63,22 +60,16 @@ def save_data(
     }
     top = int(max(real.max(), valid.max())) if real.numel() and valid.numel() else 0
     dtype = np.uint16 if top < 2**16 else np.int32
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez_compressed(
-                handle,
-                real=real.cpu().numpy().astype(dtype),
-                valid=valid.cpu().numpy().astype(dtype),
-                record=np.array(json.dumps(record, sort_keys=True)),
-            )
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would keep the data from the file's other readers
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(  # world-readable, like the run's other files
+        path,
+        lambda handle: np.savez_compressed(
+            handle,
+            real=real.cpu().numpy().astype(dtype),
+            valid=valid.cpu().numpy().astype(dtype),
+            record=np.array(json.dumps(record, sort_keys=True)),
+        ),
+        mode=0o644,
+    )
 
 
 def load_data(

@@ -251,8 +251,10 @@ def _oracle_data(
     from agents import data_cache
 
     path = data_cache_file(cfg)
-    identity = data_cache.oracle_data_identity(cfg, oracle) if path else None
+    unsaved = None
     if path is not None:
+        identity = data_cache.oracle_data_identity(cfg, oracle)
+        unsaved = (path, identity)
         try:
             cached = data_cache.load_data(path, identity, oracle.vocab_size)
         except ConfigError as exc:
@@ -267,7 +269,7 @@ def _oracle_data(
     data_gen = make_generator(seed_stream(cfg.seed, "oracle_data"), "cpu")
     real = oracle.sample(cfg.n_real, generator=data_gen, portable=True)
     valid = oracle.sample(cfg.n_valid, generator=data_gen, portable=True)
-    return real, valid, (path, identity) if path is not None else None
+    return real, valid, unsaved
 
 
 @dataclass

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tqdm.auto import tqdm
+
+from agents.runtime import atomic_write
 
 Row = dict[str, Any]
 
@@ -104,17 +105,7 @@ def _pretrain_rows_path(out_dir: Path, seed: int) -> Path:
 
 
 def _atomic_write_json(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(obj, handle, indent=1)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda handle: handle.write(json.dumps(obj, indent=1).encode()))
 
 
 def _init_worker(threads: int) -> None:

@@ -68,7 +68,7 @@ def _common_config(
 
     values = {
         **cfg.common,
-        **_data_cache_field(cfg, data_cache),
+        **({"data_cache": str(data_cache)} if data_cache else {}),
         "env_id": cfg.env,
         "seed": seed,
         "out_dir": str(out_dir),
@@ -78,13 +78,6 @@ def _common_config(
         **extra,
     }
     return build_config(tr.CommonConfig, values)
-
-
-def _data_cache_field(cfg: BenchConfig, data_cache: Path | None) -> dict[str, str]:
-    """``data_cache`` for the oracle env (a corpus is read from its file, not drawn)."""
-    if data_cache is None or cfg.env != "textgan/Oracle-v0":
-        return {}
-    return {"data_cache": str(data_cache)}
 
 
 def agent_config(
@@ -112,7 +105,7 @@ def agent_config(
         **cfg.common,
         **cfg.agent_overrides.get(agent, {}),
         **({"d_pretrain_cache": str(d_pretrain_cache)} if d_pretrain_cache else {}),
-        **_data_cache_field(cfg, data_cache),
+        **({"data_cache": str(data_cache)} if data_cache else {}),
         "env_id": cfg.env,
         "seed": seed,
         "out_dir": str(out_dir),

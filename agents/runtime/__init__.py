@@ -24,6 +24,7 @@ module                         holds
 from agents.runtime.checkpoint import (
     CheckpointError,
     atomic_save,
+    atomic_write,
     cpu_capability,
     load_checkpoint,
     remove_stale_temp_files,
@@ -121,6 +122,7 @@ __all__ = [
     "RunState",
     "all_reduce_mean",
     "atomic_save",
+    "atomic_write",
     "barrier",
     "broadcast_object",
     "build_config",
