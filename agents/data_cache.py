@@ -27,7 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from agents.discriminator_cache import parameter_digest
-from agents.runtime import ConfigError, atomic_write, cpu_capability, token_digest
+from agents.runtime import ConfigError, cpu_capability, token_digest
+from textgan_envs.atomic_files import WORLD_READABLE, atomic_write
 
 FORMAT = 1
 
@@ -60,7 +61,7 @@ def save_data(
     }
     top = int(max(real.max(), valid.max())) if real.numel() and valid.numel() else 0
     dtype = np.uint16 if top < 2**16 else np.int32
-    atomic_write(  # world-readable, like the run's other files
+    atomic_write(
         path,
         lambda handle: np.savez_compressed(
             handle,
@@ -68,7 +69,7 @@ def save_data(
             valid=valid.cpu().numpy().astype(dtype),
             record=np.array(json.dumps(record, sort_keys=True)),
         ),
-        mode=0o644,
+        mode=WORLD_READABLE,  # like the run's other records
     )
 
 

@@ -257,7 +257,7 @@ def test_a_kept_record_without_its_checkpoint_is_pretrained_again_only_if_cells_
 
 
 def test_one_worker_finishes_each_seed_before_pretraining_the_next(tmp_path: Path) -> None:
-    """An interrupted single-process grid leaves whole seeds done (what a session can commit)."""
+    """An interrupted single-process grid leaves whole seeds done (what a stopped run can commit)."""
     events: list[str] = []
 
     def pretrainer(seed: int, path: Path, work_dir: Path) -> list[dict]:

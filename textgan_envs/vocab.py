@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import operator
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
+
+from textgan_envs.atomic_files import atomic_write_text
 
 _FORMAT = "textgan-vocabulary"
 _VERSION = 1
@@ -175,15 +176,7 @@ class Vocabulary:
         """Write the vocabulary as JSON (atomically: a crash never leaves half a file)."""
         path = Path(path)
         payload = {"format": _FORMAT, "version": _VERSION, "tokens": self._tokens}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(payload, fh, indent=0)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(path, json.dumps(payload, indent=0))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Vocabulary:

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from tqdm.auto import tqdm
 
-from agents.runtime import atomic_write
+from textgan_envs.atomic_files import atomic_write_text
 
 Row = dict[str, Any]
 
@@ -105,7 +105,7 @@ def _pretrain_rows_path(out_dir: Path, seed: int) -> Path:
 
 
 def _atomic_write_json(obj: Any, path: Path) -> None:
-    atomic_write(path, lambda handle: handle.write(json.dumps(obj, indent=1).encode()))
+    atomic_write_text(path, json.dumps(obj, indent=1))
 
 
 def _init_worker(threads: int) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import shutil
 import tempfile
 import time
@@ -34,6 +33,7 @@ from agents.bench.presets import BenchConfig
 from agents.registry import AGENTS, AgentSpec, bench_agents
 from agents.runtime.errors import RunFinished
 from agents.runtime.seeding import seed_stream, step_seed
+from textgan_envs.atomic_files import atomic_write, atomic_write_text
 
 Row = dict[str, Any]
 
@@ -207,16 +207,14 @@ def _eval_seed(seed: int) -> int:
 
 
 def _atomic_json(obj: Any, path: Path) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(obj))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj))
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    """Copy ``src`` to ``dst`` whole or not at all, keeping its permissions (0600 checkpoints)."""
+    mode = src.stat().st_mode & 0o777
+    with open(src, "rb") as source:
+        atomic_write(dst, lambda handle: shutil.copyfileobj(source, handle), mode=mode)
 
 
 def _segments(iterations: int, n_checkpoints: int) -> list[int]:

@@ -24,7 +24,6 @@ module                         holds
 from agents.runtime.checkpoint import (
     CheckpointError,
     atomic_save,
-    atomic_write,
     cpu_capability,
     load_checkpoint,
     remove_stale_temp_files,
@@ -98,6 +97,7 @@ from agents.runtime.seeding import (
     set_rng_state,
     step_seed,
 )
+from textgan_envs.atomic_files import atomic_write
 
 __all__ = [
     "CHECKPOINT_FORMAT",

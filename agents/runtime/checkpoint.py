@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import torch
 
 from agents.runtime.run_lock import LOCK_NAME
+from textgan_envs.atomic_files import atomic_write
 
 
 class CheckpointError(RuntimeError):
@@ -49,31 +49,6 @@ def cpu_capability() -> str:
     boundary moves a draw), so a refusal can name the setting that draws the same data.
     """
     return str(torch.backends.cpu.get_cpu_capability())
-
-
-def atomic_write(
-    path: str | os.PathLike[str], write: Callable[[BinaryIO], object], mode: int | None = None
-) -> Path:
-    """Call ``write`` on a temp file beside ``path``, fsync it, then rename it over ``path``.
-
-    A process killed mid-write leaves ``.NAME.*.tmp`` (removed by :func:`remove_stale_temp_files`),
-    never a half-written ``path``. ``mode``: the file's permissions (else mkstemp's 0600).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if mode is not None:
-            os.chmod(tmp_name, mode)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def atomic_save(obj: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:

@@ -25,7 +25,6 @@ run has been checked against what the directory holds:
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ from agents.runtime.errors import (
     RunLockedError,
 )
 from agents.runtime.run_lock import holds_lock, lock_run_dir, unlock_run_dir
+from textgan_envs.atomic_files import atomic_write_text
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CONFIG_NAME = "config.json"
@@ -159,9 +159,7 @@ def _prepare(
                 )
         remove_stale_temp_files(run_dir)
         config_path = run_dir / CONFIG_NAME
-        tmp = config_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(resolved, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, config_path)
+        atomic_write_text(config_path, json.dumps(resolved, indent=2, sort_keys=True) + "\n")
     except BaseException:
         if took_lock:
             unlock_run_dir(run_dir)
