@@ -7,6 +7,11 @@ saves the discriminator, its optimiser state and the global RNG state after pre-
 (dropout draws from it) with an identity record that includes the RNG state before; a later
 run whose identity matches loads all three, so it goes on exactly as if it had pre-trained
 itself. Any other run recomputes (a stale or corrupt cache is never used).
+
+Pre-training that is stopped part-way keeps its last finished round in a progress file
+(:func:`progress_path`: beside the cache, or in the run directory without one), with the
+shuffling and sampling generators' states, so a restart goes on from that round and ends with
+the discriminator an uninterrupted pre-training would have.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +112,73 @@ def save_pretrained_discriminator(
         },
         path,
     )
+
+
+#: The progress file of a run without a cache, in its run directory.
+RUN_PROGRESS_NAME = "d_pretrain_progress.pt"
+
+
+def progress_path(cache: Path) -> Path:
+    """Where an unfinished pre-training for ``cache`` keeps its last finished round."""
+    return cache.with_name(f"{cache.stem}.partial{cache.suffix}")
+
+
+def save_progress(
+    path: Path,
+    identity: dict[str, Any],
+    rounds_done: int,
+    discriminator: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generators: Mapping[str, torch.Generator],
+) -> None:
+    """Record pre-training after ``rounds_done`` rounds: everything the next round reads."""
+    device = next(discriminator.parameters()).device
+    atomic_save(
+        {
+            "identity": json.dumps(identity, sort_keys=True),
+            "rounds_done": rounds_done,
+            "discriminator": discriminator.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "generators": {name: gen.get_state() for name, gen in generators.items()},
+            "rng": global_rng_state(device),
+        },
+        path,
+    )
+
+
+def load_progress(
+    path: Path,
+    identity: dict[str, Any],
+    discriminator: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generators: Mapping[str, torch.Generator],
+) -> int:
+    """Restore a pre-training recorded for ``identity`` by :func:`save_progress`; its rounds done.
+
+    0 (nothing restored) when ``path`` is absent, unreadable, or from another pre-training; the
+    latter two warn, naming the file, and are replaced by the restarted pre-training's own.
+    """
+    if not path.is_file():
+        return 0
+    keys = ["identity", "rounds_done", "discriminator", "optimizer", "generators", "rng"]
+    try:
+        saved = load_checkpoint(path, keys)
+    except CheckpointError as exc:
+        warnings.warn(f"ignoring the pre-training progress {path}: {exc}", stacklevel=2)
+        return 0
+    if json.loads(saved["identity"]) != json.loads(json.dumps(identity)):
+        warnings.warn(
+            f"ignoring the pre-training progress {path}: it belongs to another seed, data, "
+            "MLE start, D schedule or global RNG state; pre-training from round 0",
+            stacklevel=2,
+        )
+        return 0
+    if sorted(saved["generators"]) != sorted(generators):
+        warnings.warn(f"ignoring the pre-training progress {path}: other generators", stacklevel=2)
+        return 0
+    discriminator.load_state_dict(saved["discriminator"])
+    optimizer.load_state_dict(saved["optimizer"])
+    for name, gen in generators.items():
+        gen.set_state(saved["generators"][name])
+    _restore_global_rng(saved["rng"], next(discriminator.parameters()).device)
+    return int(saved["rounds_done"])

@@ -253,7 +253,7 @@ def train_mle(
         bar = tqdm(
             total=(cfg.epochs - start_epoch + 1) * n_batches,
             desc="mle",
-            disable=not cfg.progress,
+            disable=not cfg.progress or start_epoch > cfg.epochs,  # no bar for nothing left
             leave=False,
         )
         for epoch in range(start_epoch, cfg.epochs + 1):

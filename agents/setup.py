@@ -361,42 +361,62 @@ def build_setup(
             out_dir=run_dir / "mle",
             resume=resume,
         )
-    pretrain_discriminator(setup, cfg)
+    pretrain_discriminator(setup, cfg, run_dir)
     return _distribute(setup)
 
 
-def pretrain_discriminator(setup: Setup, cfg: CommonConfig) -> None:
+def pretrain_discriminator(setup: Setup, cfg: CommonConfig, run_dir: Path | None = None) -> None:
     """``d_pretrain_steps`` rounds against the MLE start, or their result from ``d_pretrain_cache``.
 
     Dropout draws from the global generator, so its state before pre-training is part of the
     cache's identity and its state after is saved with it: a loaded discriminator leaves the
-    global stream where training it would have, and the agent goes on identically.
+    global stream where training it would have, and the agent goes on identically. After each
+    round but the last the state is recorded (beside the cache, else in ``run_dir``), so a
+    stopped pre-training restarts from its last finished round with the same result.
     """
     from agents import discriminator_cache as cache
+    from agents.runtime import progress_bar
 
     if cfg.d_pretrain_steps == 0:
         return
     path = Path(cfg.d_pretrain_cache) if cfg.d_pretrain_cache else None
+    progress_file = cache.progress_path(path) if path is not None else None
+    if progress_file is None and run_dir is not None:
+        progress_file = Path(run_dir) / cache.RUN_PROGRESS_NAME
     disc, d_opt = setup.discriminator, setup.d_optimizer
-    if path is not None:  # the identity hashes the MLE start: only worth it with a cache
+    identity: dict[str, Any] = {}
+    if path is not None or progress_file is not None:  # hashes the MLE start: only when kept
         rng_before = cache.global_rng_state(setup.device)
         identity = cache.pretraining_identity(cfg, setup.policy, setup.real, rng_before)
-        if cache.load_pretrained_discriminator(path, identity, disc, d_opt):
-            return
-    d_gen = make_generator(seed_stream(cfg.seed, "pretrain_shuffle"))
-    sample_gen = make_generator(seed_stream(cfg.seed, "pretrain_sample"), setup.device)
-    for _ in range(cfg.d_pretrain_steps):
-        discriminator_round(
-            setup,
-            cfg,
-            sample_gen,
-            d_gen,
-            epochs=cfg.pretrain_epochs,
-            negatives=cfg.pretrain_negatives,
-        )
+    if path is not None and cache.load_pretrained_discriminator(path, identity, disc, d_opt):
+        return
+    generators = {
+        "shuffle": make_generator(seed_stream(cfg.seed, "pretrain_shuffle")),
+        "sample": make_generator(seed_stream(cfg.seed, "pretrain_sample"), setup.device),
+    }
+    done = 0
+    if progress_file is not None:
+        done = cache.load_progress(progress_file, identity, disc, d_opt, generators)
+    rounds = cfg.d_pretrain_steps
+    with progress_bar(rounds, done, cfg.progress, "D pre-training", unit="round") as bar:
+        for finished in range(done + 1, rounds + 1):
+            stats = discriminator_round(
+                setup,
+                cfg,
+                generators["sample"],
+                generators["shuffle"],
+                epochs=cfg.pretrain_epochs,
+                negatives=cfg.pretrain_negatives,
+            )
+            if progress_file is not None and finished < rounds:
+                cache.save_progress(progress_file, identity, finished, disc, d_opt, generators)
+            bar.set_postfix(d_accuracy=f"{stats['accuracy']:.3f}", refresh=False)
+            bar.update()
     if path is not None:
         after = cache.global_rng_state(setup.device)
         cache.save_pretrained_discriminator(path, identity, disc, d_opt, after)
+    if progress_file is not None:
+        progress_file.unlink(missing_ok=True)
 
 
 def make_agent_env(setup: Setup, num_envs: int, reward_mode: str) -> TextGenerationVectorEnv:

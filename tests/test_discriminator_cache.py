@@ -146,3 +146,64 @@ def test_the_bench_pretrains_each_seeds_discriminator_once(tmp_path: Path, round
     # ``rounds`` counts agents.setup's own calls, i.e. pre-training (the loop's per-update
     # rounds go through agents.loop's name): 3 rounds once, not once per cell
     assert len(rounds) == 3
+
+
+def _stop_after(monkeypatch: pytest.MonkeyPatch, finished: int) -> None:
+    """Make pre-training die (as a killed process would) once ``finished`` rounds are done."""
+    original = agent_setup.discriminator_round
+    calls: list[int] = []
+
+    def dying(*args: Any, **kwargs: Any) -> dict[str, float]:
+        if len(calls) == finished:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(agent_setup, "discriminator_round", dying)
+
+
+@pytest.mark.parametrize("with_cache", [True, False], ids=["cache", "run-dir"])
+def test_a_stopped_pretraining_restarts_from_its_last_round(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, with_cache: bool
+) -> None:
+    steps = {"d_pretrain_steps": 4}
+    whole, whole_draw = _build(tmp_path / "whole", **steps), torch.rand(4)
+    cache = tmp_path / "discriminator_seed0.pt" if with_cache else None
+    progress = (
+        tmp_path / "discriminator_seed0.partial.pt"
+        if with_cache
+        else tmp_path / "stopped" / "d_pretrain_progress.pt"
+    )
+    with monkeypatch.context() as patch:
+        _stop_after(patch, 3)
+        with pytest.raises(KeyboardInterrupt):
+            _build(tmp_path / "stopped", cache, **steps)
+    assert progress.is_file()
+    counted: list[int] = []
+    original = agent_setup.discriminator_round
+    monkeypatch.setattr(
+        agent_setup,
+        "discriminator_round",
+        lambda *a, **k: counted.append(1) or original(*a, **k),
+    )
+    restarted, restarted_draw = _build(tmp_path / "stopped", cache, **steps), torch.rand(4)
+    assert len(counted) == 1  # rounds 1-3 were kept, only round 4 ran
+    assert _same_discriminator(whole, restarted)
+    assert torch.equal(whole_draw, restarted_draw)  # the global stream too
+    assert not progress.exists()  # finished: nothing left to resume
+    assert (cache is None) or cache.is_file()
+
+
+def test_progress_of_another_pretraining_is_not_used(tmp_path: Path, monkeypatch) -> None:
+    cache = tmp_path / "discriminator_seed0.pt"
+    with monkeypatch.context() as patch:
+        _stop_after(patch, 1)
+        with pytest.raises(KeyboardInterrupt):
+            _build(tmp_path / "a", cache, d_pretrain_steps=3)
+    with pytest.warns(UserWarning, match="pre-training progress .* another seed"):
+        other = _build(tmp_path / "b", cache, d_pretrain_steps=3, seed=1)
+    assert _same_discriminator(other, _build(tmp_path / "c", d_pretrain_steps=3, seed=1))
+    (tmp_path / "discriminator_seed0.partial.pt").write_bytes(b"garbage")
+    cache.unlink()
+    with pytest.warns(UserWarning, match="ignoring the pre-training progress"):
+        _build(tmp_path / "d", cache, d_pretrain_steps=3)

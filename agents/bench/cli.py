@@ -379,7 +379,8 @@ def run(
     try:
         remove_stale_temp_files(out)  # of writes a killed bench left in out/, pretrained/, cells/
         (out / "config.json").write_text(json.dumps(bench.to_dict(), indent=2) + "\n")
-        runner = BenchRunner(bench)
+        # one worker runs the units here, so their own bars can sit below the bench's
+        runner = BenchRunner(bench, progress=progress and workers == 1 and launcher == "process")
         seeds = list(range(bench.seeds)) if only_seeds is None else list(only_seeds)
         status = 0
         try:

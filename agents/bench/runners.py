@@ -60,9 +60,15 @@ def check_agents(names: tuple[str, ...] | list[str]) -> None:
 
 
 def _common_config(
-    cfg: BenchConfig, seed: int, out_dir: Path, data_cache: Path | None = None, **extra: Any
+    cfg: BenchConfig,
+    seed: int,
+    out_dir: Path,
+    data_cache: Path | None = None,
+    progress: bool = False,
+    **extra: Any,
 ) -> Any:
-    """The seed's :class:`~agents.setup.CommonConfig`; ``data_cache``: its drawn oracle data."""
+    """The seed's :class:`~agents.setup.CommonConfig`; ``data_cache``: its drawn oracle data;
+    ``progress``: the run's own progress bars (pre-training, updates)."""
     from agents import setup as tr
     from agents.runtime import build_config
 
@@ -73,7 +79,7 @@ def _common_config(
         "seed": seed,
         "out_dir": str(out_dir),
         "device": cfg.device,
-        "progress": False,
+        "progress": progress,
         "tensorboard": False,
         **extra,
     }
@@ -88,6 +94,7 @@ def agent_config(
     total_steps: int,
     d_pretrain_cache: Path | None = None,
     data_cache: Path | None = None,
+    progress: bool = False,
 ) -> Any:
     """The agent's own config: common fields, then its overrides, then the bench's run settings.
 
@@ -99,7 +106,7 @@ def agent_config(
 
     spec = bench_spec(agent)
     if spec.bench == "sb3":  # stock SB3 has no agent config of its own: the common fields
-        return _common_config(cfg, seed, out_dir, total_steps=total_steps)
+        return _common_config(cfg, seed, out_dir, progress=progress, total_steps=total_steps)
     cls = spec.config_class()
     values = {
         **cfg.common,
@@ -113,7 +120,7 @@ def agent_config(
         "total_steps": total_steps,
         "eval_every": 0,
         "eval_samples": 64,
-        "progress": False,
+        "progress": progress,
         "tensorboard": False,
     }
     names = {f.name for f in dataclasses.fields(cls)}
@@ -223,9 +230,14 @@ def _segments(iterations: int, n_checkpoints: int) -> list[int]:
 
 @dataclass
 class BenchRunner:
-    """Picklable cell runner + pretrainer for one :class:`BenchConfig`."""
+    """Picklable cell runner + pretrainer for one :class:`BenchConfig`.
+
+    ``progress``: each unit's own bars (MLE epochs, D pre-training rounds, generator updates)
+    below the bench's; for a bench that runs its units in this process.
+    """
 
     cfg: BenchConfig
+    progress: bool = False
 
     # ------------------------------------------------------------------ pretraining
     def pretrain(self, seed: int, path: Path, work_dir: Path) -> list[Row]:
@@ -247,7 +259,7 @@ class BenchRunner:
             common,
             eval_every=max(1, self.cfg.pretrain_eval_every),
             n_eval_samples=settings.n_samples,
-            progress=False,
+            progress=self.progress,
             tensorboard=False,
         )
         mle_dir = work_dir / "mle"
@@ -333,7 +345,9 @@ class BenchRunner:
                 continue
             start = time.perf_counter()
             try:  # resume=True: a fresh cell resumes from the MLE checkpoint copied above
-                config = agent_config(self.cfg, agent, seed, out_dir, iters, d_cache, data_cache)
+                config = agent_config(
+                    self.cfg, agent, seed, out_dir, iters, d_cache, data_cache, self.progress
+                )
                 train_fn(config, resume=True)
             except RunFinished:
                 pass  # killed after this segment's checkpoint, before it was recorded

@@ -130,9 +130,12 @@ def open_logger(
 
 
 def progress_bar(total: int, initial: int, enabled: bool, desc: str, **kwargs: Any):
-    """A tqdm bar over a run's steps that starts at ``initial`` when resuming."""
+    """A tqdm bar over a run's steps that starts at ``initial`` when resuming.
+
+    It stays on screen when it is the only bar and is cleared when it sits below another
+    (a bench cell under the bench's own bar: ``leave=None``).
+    """
     from tqdm.auto import tqdm
 
-    return tqdm(
-        total=total, initial=initial, disable=not enabled, desc=desc, dynamic_ncols=True, **kwargs
-    )
+    options = {"leave": None, "dynamic_ncols": True, **kwargs}
+    return tqdm(total=total, initial=initial, disable=not enabled, desc=desc, **options)
