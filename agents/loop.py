@@ -191,7 +191,8 @@ def _loop(
     state = run.state
     is_main = current_context().is_main
     logger = open_logger(run.run_dir, state, run.resumed, cfg.tensorboard)
-    bar = progress_bar(cfg.total_steps, state.step, cfg.progress and is_main, run.agent)
+    desc = f"{run.agent} seed {cfg.seed}"
+    bar = progress_bar(cfg.total_steps, state.step, cfg.progress and is_main, desc)
     metrics: dict[str, float] = {}
     try:
         while state.step < cfg.total_steps:
