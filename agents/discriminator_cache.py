@@ -72,27 +72,48 @@ def pretraining_identity(
     }
 
 
+def _load_matching(
+    path: Path, identity: dict[str, Any], keys: list[str], what: str, mismatch: str
+) -> dict[str, Any] | None:
+    """``path``'s ``keys`` if it was saved for ``identity``; else ``None`` (a warning naming
+    ``what`` and ``path`` when it is unreadable, ``mismatch`` when it is another's)."""
+    if not path.is_file():
+        return None
+    try:
+        saved = load_checkpoint(path, ["identity", *keys])
+    except CheckpointError as exc:
+        warnings.warn(f"ignoring {what} {path}: {exc}", stacklevel=3)
+        return None
+    if json.loads(saved["identity"]) != json.loads(json.dumps(identity)):
+        warnings.warn(f"ignoring {what} {path}: {mismatch}", stacklevel=3)
+        return None
+    return saved
+
+
+def _restore(
+    saved: dict[str, Any], discriminator: nn.Module, optimizer: torch.optim.Optimizer
+) -> None:
+    """Put a saved discriminator, its Adam state and the global RNG state back."""
+    discriminator.load_state_dict(saved["discriminator"])
+    optimizer.load_state_dict(saved["optimizer"])
+    _restore_global_rng(saved["rng"], next(discriminator.parameters()).device)
+
+
 def load_pretrained_discriminator(
     path: Path, identity: dict[str, Any], discriminator: nn.Module, optimizer: torch.optim.Optimizer
 ) -> bool:
     """Load ``path`` into ``discriminator`` and ``optimizer`` if it was saved for ``identity``."""
-    if not path.is_file():
+    saved = _load_matching(
+        path,
+        identity,
+        ["discriminator", "optimizer", "rng"],
+        "the discriminator cache",
+        "it was pre-trained for another seed, data, MLE start, D schedule or global RNG state; "
+        "pre-training anew",
+    )
+    if saved is None:
         return False
-    try:
-        saved = load_checkpoint(path, ["identity", "discriminator", "optimizer", "rng"])
-    except CheckpointError as exc:
-        warnings.warn(f"ignoring the discriminator cache {path}: {exc}", stacklevel=2)
-        return False
-    if json.loads(saved["identity"]) != json.loads(json.dumps(identity)):
-        warnings.warn(
-            f"ignoring the discriminator cache {path}: it was pre-trained for another "
-            "seed, data, MLE start, D schedule or global RNG state; pre-training anew",
-            stacklevel=2,
-        )
-        return False
-    discriminator.load_state_dict(saved["discriminator"])
-    optimizer.load_state_dict(saved["optimizer"])
-    _restore_global_rng(saved["rng"], next(discriminator.parameters()).device)
+    _restore(saved, discriminator, optimizer)
     return True
 
 
@@ -158,27 +179,20 @@ def load_progress(
     0 (nothing restored) when ``path`` is absent, unreadable, or from another pre-training; the
     latter two warn, naming the file, and are replaced by the restarted pre-training's own.
     """
-    if not path.is_file():
-        return 0
-    keys = ["identity", "rounds_done", "discriminator", "optimizer", "generators", "rng"]
-    try:
-        saved = load_checkpoint(path, keys)
-    except CheckpointError as exc:
-        warnings.warn(f"ignoring the pre-training progress {path}: {exc}", stacklevel=2)
-        return 0
-    if json.loads(saved["identity"]) != json.loads(json.dumps(identity)):
-        warnings.warn(
-            f"ignoring the pre-training progress {path}: it belongs to another seed, data, "
-            "MLE start, D schedule or global RNG state; pre-training from round 0",
-            stacklevel=2,
-        )
+    saved = _load_matching(
+        path,
+        identity,
+        ["rounds_done", "discriminator", "optimizer", "generators", "rng"],
+        "the pre-training progress",
+        "it belongs to another seed, data, MLE start, D schedule or global RNG state; "
+        "pre-training from round 0",
+    )
+    if saved is None:
         return 0
     if sorted(saved["generators"]) != sorted(generators):
         warnings.warn(f"ignoring the pre-training progress {path}: other generators", stacklevel=2)
         return 0
-    discriminator.load_state_dict(saved["discriminator"])
-    optimizer.load_state_dict(saved["optimizer"])
+    _restore(saved, discriminator, optimizer)
     for name, gen in generators.items():
         gen.set_state(saved["generators"][name])
-    _restore_global_rng(saved["rng"], next(discriminator.parameters()).device)
     return int(saved["rounds_done"])
