@@ -44,9 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     if name not in SUBCOMMANDS:
         print(f"textgan: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    from textgan_envs.allocator import retain_freed_memory
+    from textgan_envs.process_setup import tune_process
 
-    retain_freed_memory()  # per-token [rows, V] temporaries: reuse instead of page faults
+    tune_process()  # before any tensor work: freed memory kept for reuse, denormals flushed
     module = importlib.import_module(SUBCOMMANDS[name][0])
     return int(module.main(rest) or 0)
 

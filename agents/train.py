@@ -163,5 +163,8 @@ def data_warnings_as_lines(prog: str) -> Iterator[None]:
         yield
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # also how torchrun starts each rank
+    from textgan_envs.process_setup import tune_process
+
+    tune_process()
     raise SystemExit(main())

@@ -19,6 +19,11 @@ step's dense GEMMs timed alone at their own shapes (the twelve convolutions' for
 highway's six), which no float32 implementation built on this GEMM library beats, plus the
 measured optimiser step, as the largest speed-up over the plain loop that float32 allows here.
 
+The process starts as the ``textgan`` command does (``tune_process``: freed memory kept for
+reuse, float32 denormals flushed in every thread, for both variants alike);
+``--keep-denormals`` keeps IEEE denormals, under which Adam slows down as training goes on
+on some CPUs (``textgan_envs/denormals.py``).
+
     .venv/bin/python benchmarks/discriminator_training.py [--threads 2] [--repeats 3] [--sequences 20000]
 """
 
@@ -35,6 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from textgan_envs.allocator import retain_freed_memory
+from textgan_envs.denormals import denormals_flushed
 from textgan_envs.discriminators import (
     build_discriminator,
     make_discriminator_optimizer,
@@ -42,6 +48,7 @@ from textgan_envs.discriminators import (
 )
 from textgan_envs.discriminators.cnn import SEQGAN_FILTER_SIZES, SEQGAN_NUM_FILTERS
 from textgan_envs.native_sampling import cpu_has_bf16_dot_products, cpu_summary
+from textgan_envs.process_setup import tune_process
 
 V, T, EMB, BATCH = 5000, 20, 64, 64
 BF16 = "train_discriminator, bfloat16 GEMMs"
@@ -213,8 +220,16 @@ def main() -> None:
         action="store_true",
         help="add the bfloat16 opt-in without its weight shadows (bf16_shadows=False)",
     )
+    parser.add_argument(
+        "--keep-denormals",
+        action="store_true",
+        help="keep IEEE float32 denormals (default: flushed to zero, as the textgan command does)",
+    )
     args = parser.parse_args()
-    retain_freed_memory()
+    if args.keep_denormals:
+        retain_freed_memory()
+    else:
+        tune_process()
     torch.set_num_threads(args.threads)
     data = torch.Generator().manual_seed(0)
     half = args.sequences // 2
@@ -321,7 +336,10 @@ def report(
     steps = -(-args.sequences // BATCH)
     flops = 3 * model_flops_per_sequence() * BATCH  # forward + backward (input and weight grads)
     base = statistics.median(runs["plain loop"])
-    print(f"CPU: {cpu_summary()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"CPU: {cpu_summary()}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"denormals {'flushed' if denormals_flushed() else 'kept (IEEE)'}"
+    )
     if BF16 in runs and not cpu_has_bf16_dot_products():
         print("(no bfloat16 dot products on this CPU: its bfloat16 GEMMs are emulated)")
     print(

@@ -109,9 +109,13 @@ def _atomic_write_json(obj: Any, path: Path) -> None:
 
 
 def _init_worker(threads: int) -> None:
-    """Keep each worker to its share of the cores (torch defaults to all of them)."""
+    """Keep each worker to its share of the cores (torch defaults to all of them), with the
+    process settings of the ``textgan`` command (before any tensor work starts its threads)."""
     import torch
 
+    from textgan_envs.process_setup import tune_process
+
+    tune_process()
     torch.set_num_threads(max(1, threads))
 
 

@@ -342,5 +342,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # also how torchrun starts each rank
+    from textgan_envs.process_setup import tune_process
+
+    tune_process()
     raise SystemExit(main())
