@@ -68,7 +68,9 @@ class BEGANConfig:
     snapshot_every: int = 0
     """Steps between kept generator snapshots ``snapshots/G_<step>.pt`` for later evaluation (0 disables)."""
     channels_last: bool | None = None
-    """Channels-last activations; ``None`` picks them on CUDA only (measured slower on small CPU convs)."""
+    """Channels-last activations; ``None`` picks them on CUDA only. On CPU they measured slower
+    on a loaded AMD EPYC and 3-15% faster on a quiet Intel Xeon (BENCHMARKS.md), so the CPU
+    default waits for a quiet AMD measurement; ``True`` turns them on."""
     compile: bool = False
     """Wrap both networks in ``torch.compile`` (pays off only on long runs)."""
 
