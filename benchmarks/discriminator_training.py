@@ -30,6 +30,7 @@ on some CPUs (``textgan_envs/denormals.py``).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 import warnings
@@ -39,8 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from textgan_envs.allocator import retain_freed_memory
-from textgan_envs.denormals import denormals_flushed
+from textgan_envs.denormals import KEEP_DENORMALS_ENV, denormals_flushed
 from textgan_envs.discriminators import (
     build_discriminator,
     make_discriminator_optimizer,
@@ -227,9 +227,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.keep_denormals:
-        retain_freed_memory()
-    else:
-        tune_process()
+        os.environ[KEEP_DENORMALS_ENV] = "1"  # the command's own switch
+    tune_process()
     torch.set_num_threads(args.threads)
     data = torch.Generator().manual_seed(0)
     half = args.sequences // 2
