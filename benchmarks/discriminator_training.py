@@ -24,17 +24,18 @@ reuse, float32 denormals flushed in every thread, for both variants alike);
 ``--keep-denormals`` keeps IEEE denormals, under which Adam slows down as training goes on
 on some CPUs (``textgan_envs/denormals.py``).
 
-    .venv/bin/python benchmarks/discriminator_training.py [--threads 2] [--repeats 3] [--sequences 20000]
+    .venv/bin/python benchmarks/discriminator_training.py [--threads 2] [--repeats 3] [--sequences 20000] [--gemm auto]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +48,12 @@ from textgan_envs.discriminators import (
     train_discriminator,
 )
 from textgan_envs.discriminators.cnn import SEQGAN_FILTER_SIZES, SEQGAN_NUM_FILTERS
+from textgan_envs.discriminators.cpu_gemm import (
+    GEMM_LIBRARY_ENV,
+    gemm_library,
+    onednn_linear,
+    onednn_linear_available,
+)
 from textgan_envs.native_sampling import cpu_has_bf16_dot_products, cpu_summary
 from textgan_envs.process_setup import tune_process
 
@@ -108,14 +115,37 @@ def model_flops_per_sequence() -> float:
     return 2.0 * (conv + 2 * total * total + total)
 
 
-def gemm_gflops(n: int = 2048, repeats: int = 5) -> float:
-    """This run's fp32 GEMM rate (median of ``repeats`` ``n^3`` matmuls)."""
+@contextlib.contextmanager
+def gemm_setting(library: str | None) -> Iterator[None]:
+    """Runs the block with ``TEXTGAN_CPU_GEMM=library`` (``None``: as the process started)."""
+    old = os.environ.get(GEMM_LIBRARY_ENV)
+    if library is not None:
+        os.environ[GEMM_LIBRARY_ENV] = library
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(GEMM_LIBRARY_ENV, None)
+        else:
+            os.environ[GEMM_LIBRARY_ENV] = old
+
+
+def product(library: str) -> Callable[[Tensor, Tensor], Tensor]:
+    """``a @ b`` through ``library`` (``"aten"``: ``torch.mm``; ``"onednn"``: its linear op)."""
+    if library == "onednn":
+        return lambda a, b: onednn_linear(a, b.t())
+    return torch.mm
+
+
+def gemm_gflops(library: str, n: int = 2048, repeats: int = 5) -> float:
+    """This run's fp32 GEMM rate through ``library`` (median of ``repeats`` ``n^3`` products)."""
     a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
+    mm = product(library)
+    mm(a, b)
     runs = []
     for _ in range(repeats):
         start = time.perf_counter()
-        a @ b
+        mm(a, b)
         runs.append(time.perf_counter() - start)
     return 2 * n**3 / statistics.median(runs) / 1e9
 
@@ -137,8 +167,9 @@ def timed(fn: Callable[[], object], cold: bool, repeats: int = 15) -> float:
     return min(runs)
 
 
-def gemm_floor(cold: bool) -> float:
-    """Seconds of one float32 training step's dense GEMMs, each timed alone at its shape.
+def gemm_floor(cold: bool, library: str) -> float:
+    """Seconds of one float32 training step's dense GEMMs, each timed alone at its shape, in
+    the layouts the step uses with ``library``.
 
     The convolutions' forward (one ``[B * positions, width * E] x [width * E, maps]`` per
     width; their backward is the sparse argmax kernel, not a GEMM) and the highway's six:
@@ -149,15 +180,21 @@ def gemm_floor(cold: bool) -> float:
     for w, n in zip(SEQGAN_FILTER_SIZES, SEQGAN_NUM_FILTERS, strict=True):
         rows, filters = torch.randn(BATCH * (T - w + 1), w * EMB), torch.randn(n, w * EMB)
         bias, out = torch.randn(n), torch.empty(rows.shape[0], n)
-        total += timed(
-            lambda rows=rows, filters=filters, bias=bias, out=out: torch.addmm(
+        if library == "onednn":
+            conv = lambda rows=rows, filters=filters, bias=bias: onednn_linear(rows, filters, bias)  # noqa: E731
+        else:
+            conv = lambda rows=rows, filters=filters, bias=bias, out=out: torch.addmm(  # noqa: E731
                 bias, rows, filters.t(), out=out
-            ),
-            cold,
-        )
+            )
+        total += timed(conv, cold)
     size = sum(SEQGAN_NUM_FILTERS)
     weight, xt = torch.randn(size, size), torch.randn(size, BATCH)
     grad, x = torch.randn(BATCH, size), torch.randn(BATCH, size)
+    if library == "onednn":  # x W^T, g W, g^T x (highway.py)
+        total += 2 * timed(lambda: onednn_linear(x, weight), cold)
+        total += 2 * timed(lambda: onednn_linear(grad, weight.t()), cold)
+        total += 2 * timed(lambda: onednn_linear(grad.t(), x.t()), cold)
+        return total
     total += 2 * timed(lambda: weight @ xt, cold)  # forward, W x^T
     total += 2 * timed(lambda: weight.t() @ grad.t(), cold)  # input gradient, W^T g^T
     total += 2 * timed(lambda: grad.t() @ x, cold)  # weight gradient, g^T x
@@ -225,7 +262,18 @@ def main() -> None:
         action="store_true",
         help="keep IEEE float32 denormals (default: flushed to zero, as the textgan command does)",
     )
+    parser.add_argument(
+        "--gemm",
+        choices=("auto", "aten", "onednn"),
+        default=None,
+        help="the float32 GEMMs' library for train_discriminator (default: TEXTGAN_CPU_GEMM, "
+        "else auto); a row with the other library is added where both run",
+    )
     args = parser.parse_args()
+    if args.gemm is not None:
+        os.environ[GEMM_LIBRARY_ENV] = args.gemm
+    library = gemm_library()
+    other = {"onednn": "aten", "aten": "onednn" if onednn_linear_available() else None}[library]
     if args.keep_denormals:
         os.environ[KEEP_DENORMALS_ENV] = "1"  # the command's own switch
     tune_process()
@@ -241,6 +289,9 @@ def main() -> None:
     plain.load_state_dict(ours.state_dict())
     gap = check_same_function(ours, plain, x[:256])
     ours_opt = make_discriminator_optimizer(ours)
+    alt = build_discriminator("cnn", V, T, seed=0) if other else None
+    alt_opt = make_discriminator_optimizer(alt) if alt is not None else None
+    alt_name = f"train_discriminator, {other} GEMMs"
     bf16 = None
     if not args.no_bf16 and not (cpu_has_bf16_dot_products() or args.emulated_bf16):
         print(
@@ -258,15 +309,26 @@ def main() -> None:
             torch.Generator().manual_seed(1),
         )
     plain_opt = torch.optim.Adam(plain.parameters(), lr=1e-4)
-    gemm_before = gemm_gflops()
+    libraries = [library] + ([other] if other else [])
+    gemm_before = {name: gemm_gflops(name) for name in libraries}
 
     shuffle_ours, shuffle_plain = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    shuffle_alt = torch.Generator().manual_seed(1)
     variants: dict[str, Callable[[], object]] = {
         "plain loop": lambda: plain_epoch(plain, plain_opt, x, y, shuffle_plain),
         "train_discriminator": lambda: train_discriminator(
             ours, ours_opt, real, fake, epochs=1, batch_size=BATCH, generator=shuffle_ours
         ),
     }
+    if alt is not None:
+
+        def alt_epoch() -> None:
+            with gemm_setting(other):
+                train_discriminator(
+                    alt, alt_opt, real, fake, epochs=1, batch_size=BATCH, generator=shuffle_alt
+                )
+
+        variants[alt_name] = alt_epoch
     if bf16 is not None:
         variants[BF16] = lambda: train_discriminator(
             bf16, bf16_opt, real, fake, epochs=1, batch_size=BATCH, generator=shuffle_bf16
@@ -278,6 +340,9 @@ def main() -> None:
     warm = slice(0, 8 * BATCH)
     plain_epoch(plain, plain_opt, x[warm], y[warm], shuffle_plain)
     train_discriminator(ours, ours_opt, real[:256], fake[:256], batch_size=BATCH)
+    if alt is not None:
+        with gemm_setting(other):
+            train_discriminator(alt, alt_opt, real[:256], fake[:256], batch_size=BATCH)
     if bf16 is not None:
         train_discriminator(bf16, bf16_opt, real[:256], fake[:256], batch_size=BATCH)
     if BF16_CAST in variants:
@@ -301,6 +366,10 @@ def main() -> None:
             args.profile_steps,
         ),
     }
+    if alt is not None:
+        alt.train()
+        with gemm_setting(other):
+            profiles[alt_name] = part_profile(training_loss(alt), alt_opt, x, y, args.profile_steps)
     if bf16 is not None:
         bf16.train()
         profiles[BF16] = part_profile(
@@ -319,15 +388,17 @@ def main() -> None:
             y,
             args.profile_steps,
         )
-    gemm = (gemm_before + gemm_gflops()) / 2
-    report(args, runs, profiles, gemm, gap, (gemm_floor(cold=False), gemm_floor(cold=True)))
+    gemm = {name: (gemm_before[name] + gemm_gflops(name)) / 2 for name in libraries}
+    floors = (gemm_floor(False, library), gemm_floor(True, library))
+    report(args, runs, profiles, library, gemm, gap, floors)
 
 
 def report(
     args: argparse.Namespace,
     runs: dict[str, list[float]],
     profiles: dict[str, dict[str, float]],
-    gemm: float,
+    library: str,
+    gemm: dict[str, float],
     gap: float,
     floors: tuple[float, float],
 ) -> None:
@@ -343,8 +414,12 @@ def report(
         print("(no bfloat16 dot products on this CPU: its bfloat16 GEMMs are emulated)")
     print(
         f"{args.sequences} sequences per epoch (T={T}, V={V}, batch {BATCH}, {steps} steps), "
-        f"median of {args.repeats} rounds; fp32 GEMM (2048^3) {gemm:.0f} GFLOP/s; "
-        f"start logits gap {gap:.1e}\n"
+        f"median of {args.repeats} rounds; start logits gap {gap:.1e}"
+    )
+    rates = ", ".join(f"{name} {rate:.0f}" for name, rate in gemm.items())
+    print(
+        f"train_discriminator's float32 GEMMs: {library} ({GEMM_LIBRARY_ENV}="
+        f"{os.environ.get(GEMM_LIBRARY_ENV, 'auto')}); fp32 GEMM (2048^3) GFLOP/s: {rates}\n"
     )
     # "paired": each round's plain epoch over the same round's epoch of the variant, median over
     # rounds; the rounds run back to back, so slow drift of a shared machine cancels out.
@@ -359,7 +434,7 @@ def report(
             f"| {paired:.2f}x |"
         )
     print(
-        "\n| variant | forward ms | backward ms | optimiser ms | step ms | fwd+bwd GFLOP/s (% of GEMM) |"
+        f"\n| variant | forward ms | backward ms | optimiser ms | step ms | fwd+bwd GFLOP/s (% of {library}'s GEMM) |"
     )
     print("|---|---:|---:|---:|---:|---:|")
     for name, p in profiles.items():
@@ -368,7 +443,7 @@ def report(
         print(
             f"| {name} | {1e3 * p['forward']:.1f} | {1e3 * p['backward']:.1f} | "
             f"{1e3 * p['optimiser']:.1f} | {1e3 * sum(p.values()):.1f} | "
-            f"{rate:.0f} ({100 * rate / gemm:.0f}%) |"
+            f"{rate:.0f} ({100 * rate / gemm[library]:.0f}%) |"
         )
 
     optimiser = profiles["train_discriminator"]["optimiser"]
@@ -381,7 +456,7 @@ def report(
             f"| {plain_step / (floor + optimiser):.2f}x |"
         )
     print(
-        "(the step's GEMMs at their own shapes and this run's optimiser step, before the sparse "
+        f"(the step's GEMMs at their own shapes through {library} and this run's optimiser step, before the sparse "
         f"convolution backward, pooling, dropout and the data; plain loop {1e3 * plain_step:.1f} ms a step)"
     )
 

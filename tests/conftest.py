@@ -69,3 +69,15 @@ def projection_path_on():
     old = projection_sampling.set_projection_sampling(True)
     yield
     projection_sampling.set_projection_sampling(old)
+
+
+@pytest.fixture(params=["aten", "onednn"])
+def gemm_library(request, monkeypatch):
+    """Runs a test with the discriminator's float32 training GEMMs through PyTorch's ``addmm``
+    and through oneDNN (``TEXTGAN_CPU_GEMM``), whichever of them this CPU's default picks."""
+    from textgan_envs.discriminators.cpu_gemm import GEMM_LIBRARY_ENV, onednn_linear_available
+
+    if request.param == "onednn" and not onednn_linear_available():
+        pytest.skip("this PyTorch build cannot run float32 linear layers through oneDNN")
+    monkeypatch.setenv(GEMM_LIBRARY_ENV, request.param)
+    return request.param

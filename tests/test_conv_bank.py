@@ -48,7 +48,7 @@ def _logits_and_grads(disc, tokens, labels, fused: bool):
 
 @pytest.mark.parametrize("seq_len", [7, 20, 26])
 def test_fused_logits_and_gradients_equal_plain_at_seqgan_sizes(
-    seq_len: int, backward: str
+    seq_len: int, backward: str, gemm_library: str
 ) -> None:
     disc = build_discriminator("cnn", vocab_size=60, seq_len=seq_len, seed=3).eval()
     gen = torch.Generator().manual_seed(4)
@@ -67,7 +67,9 @@ def test_fused_logits_and_gradients_equal_plain_at_seqgan_sizes(
 
 
 @pytest.mark.parametrize("emb", [8, 37])  # 37: no multiple of any vector width
-def test_bank_gradient_matches_plain_for_random_output_gradients(emb: int, backward: str) -> None:
+def test_bank_gradient_matches_plain_for_random_output_gradients(
+    emb: int, backward: str, gemm_library: str
+) -> None:
     """The op alone: pooled features and input/weight/bias gradients for an arbitrary upstream."""
     torch.manual_seed(0)
     convs = torch.nn.ModuleList(torch.nn.Conv1d(emb, n, w) for w, n in ((1, 5), (3, 7), (6, 4)))

@@ -180,7 +180,7 @@ def _plain_adam_steps(disc, x: torch.Tensor, y: torch.Tensor, order: torch.Tenso
         opt.step()
 
 
-def test_a_training_step_equals_plain_adam_with_output_l2() -> None:
+def test_a_training_step_equals_plain_adam_with_output_l2(gemm_library: str) -> None:
     """One step of train_discriminator (fused convs, fused Adam) lands on the plain loop's weights."""
     ours = build_discriminator("cnn", vocab_size=50, seq_len=20, seed=0)  # SeqGAN's sizes
     plain = build_discriminator("cnn", vocab_size=50, seq_len=20, seed=0)

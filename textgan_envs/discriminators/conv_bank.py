@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from textgan_envs.discriminators.cpu_gemm import onednn_linear, uses_onednn
+
 
 def pad_to_widest(x: Tensor, widest: int) -> Tensor:
     """``x [B, T, E]`` zero-padded at the end of time to at least ``widest`` positions."""
@@ -52,10 +54,13 @@ def windows(x: Tensor, width: int) -> Tensor:
     return view.reshape(batch * positions, width * emb)
 
 
-def _width_scores(x: Tensor, width: int, filters: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
-    """Pre-activation conv outputs ``[B, positions, maps]`` of one width, and its windows."""
+def _width_scores(
+    x: Tensor, width: int, filters: Tensor, bias: Tensor, onednn: bool = False
+) -> tuple[Tensor, Tensor]:
+    """Pre-activation conv outputs ``[B, positions, maps]`` of one width, and its windows
+    (the GEMM by oneDNN if ``onednn``, else PyTorch's ``addmm``)."""
     rows = windows(x, width)
-    scores = torch.addmm(bias, rows, filters.t())
+    scores = onednn_linear(rows, filters, bias) if onednn else torch.addmm(bias, rows, filters.t())
     return scores.view(x.shape[0], -1, filters.shape[0]), rows
 
 
@@ -162,7 +167,8 @@ def _pool_widths(
 ) -> tuple[Tensor, Tensor]:
     """``relu(max_t conv_w(x))`` ``[B, sum(maps)]`` and its argmax positions (int64).
 
-    The GEMMs run in ``x``'s dtype. ``native`` (float32 or bfloat16 CPU GEMMs; the maxima
+    The GEMMs run in ``x``'s dtype, float32 ones through oneDNN where
+    :func:`~textgan_envs.discriminators.cpu_gemm.uses_onednn`. ``native`` (float32 or bfloat16 CPU GEMMs; the maxima
     come back as float32, bfloat16 ones widened exactly): the C pooling writes both straight into
     their columns, and every width's windows and scores reuse one buffer each (so they stay
     in cache instead of streaming 14 MB of fresh memory a step at B=64). Else ``max_pool1d``
@@ -171,7 +177,7 @@ def _pool_widths(
     if not native:
         maxima, argmax = [], []
         for w, f, b in zip(widths, filters, biases, strict=True):
-            scores = _width_scores(x, w, f, b)[0]  # [B, positions, maps]
+            scores = _width_scores(x, w, f, b, uses_onednn(x))[0]  # [B, positions, maps]
             value, index = F.max_pool1d(
                 scores.transpose(1, 2), scores.shape[1], return_indices=True
             )
@@ -181,9 +187,10 @@ def _pool_widths(
     from textgan_envs.discriminators.native import pool_scores
 
     batch, length, emb = x.shape
+    onednn = uses_onednn(x)
     sizes = [(length - w + 1, w * emb, f.shape[0]) for w, f in zip(widths, filters, strict=True)]
     rows_buffer = x.new_empty(max(batch * p * k for p, k, _ in sizes))
-    scores_buffer = x.new_empty(max(batch * p * n for p, _, n in sizes))
+    scores_buffer = None if onednn else x.new_empty(max(batch * p * n for p, _, n in sizes))
     total = sum(n for _, _, n in sizes)
     pooled = torch.empty(batch, total, device=x.device)
     argmax = torch.empty(batch, total, dtype=torch.int64, device=x.device)
@@ -192,8 +199,11 @@ def _pool_widths(
         view = x.as_strided((batch, positions, cols), (length * emb, emb, 1))
         rows = rows_buffer[: batch * positions * cols].view(batch, positions, cols)
         rows.copy_(view)
-        scores = scores_buffer[: batch * positions * maps].view(batch * positions, maps)
-        torch.addmm(b, rows.view(-1, cols), f.t(), out=scores)
+        if onednn:  # no out= in oneDNN's op; the allocator hands back last width's block
+            scores = onednn_linear(rows.view(-1, cols), f, b)
+        else:
+            scores = scores_buffer[: batch * positions * maps].view(batch * positions, maps)
+            torch.addmm(b, rows.view(-1, cols), f.t(), out=scores)
         pool_scores(scores.view(batch, positions, maps), pooled, argmax, col)
         col += maps
     return pooled, argmax

@@ -14,6 +14,10 @@ about 0.1 ms a GEMM faster than ``W^T`` as a transposed A operand on an avx512_b
 still (0.9 ms), but making it costs more than it saves: 1.9-2.5 ms a weight for PyTorch's
 strided copy, 0.45 ms for a tiled C transpose (``benchmarks/highway_parts.py``).
 
+Where float32 GEMMs go through oneDNN (:mod:`~textgan_envs.discriminators.cpu_gemm`: AMD
+CPUs with AVX-512), the layouts are oneDNN's best: ``x W^T``, ``g W`` and ``g^T x``, each
+transpose read in place.
+
 The forward is ``nn.Linear``'s (the same values as :class:`Highway`'s; computed transposed,
 a chunked forward on one thread missed the whole one by just over the 1e-6 + 1e-5 * |y|
 that the chunking test allows), and in the backward the two products are plain GEMMs
@@ -30,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from textgan_envs.discriminators.bf16_weights import shadow_of, shadows_apply
+from textgan_envs.discriminators.cpu_gemm import onednn_linear, uses_onednn
 
 #: Rows are padded to a multiple of this before the transposed GEMM, so a row's value does not
 #: depend on how many rows share the call (MKL blocks the N dimension; chunked scoring stays exact).
@@ -59,13 +64,19 @@ class HighwayStep(torch.autograd.Function):
         ctx, x: Tensor, wt: Tensor, bt: Tensor, wg: Tensor, bg: Tensor, gemm_dtype: torch.dtype
     ) -> Tensor:
         low, rows = gemm_dtype, x.shape[0]
+        ctx.onednn = low == x.dtype and uses_onednn(x)
+        ctx.weight_dtypes = wt.dtype, wg.dtype
+        if ctx.onednn:  # oneDNN reads every layout in place: nn.Linear's x W^T
+            t = torch.sigmoid(onednn_linear(x, wg, bg))
+            r = onednn_linear(x, wt, bt).clamp_min_(0)
+            ctx.save_for_backward(x, x, wt, wg, t, r)
+            return t * r + (1.0 - t) * x
         xt = _padded_transpose(x.to(low))  # W x^T: the weight as the A operand, as in the backward
         wt_low, wg_low = wt.to(low), wg.to(low)  # no copies when low is x's dtype
         gate = torch.addmm(bg.to(low).unsqueeze(1), wg_low, xt)[:, :rows].t()
         t = torch.sigmoid(gate.to(x.dtype))
         r = torch.addmm(bt.to(low).unsqueeze(1), wt_low, xt)[:, :rows].t().to(x.dtype).clamp_min(0)
         ctx.save_for_backward(x, xt, wt_low, wg_low, t, r)
-        ctx.weight_dtypes = wt.dtype, wg.dtype
         # Row-major like nn.Linear's output (t and r are transposed views): dropout draws its
         # mask in memory order, so a column-major result would get a different mask.
         return (t * r + (1.0 - t) * x).contiguous()
@@ -75,6 +86,15 @@ class HighwayStep(torch.autograd.Function):
         x, xt, wt, wg, t, r = ctx.saved_tensors
         grad_a = grad * t * (r > 0)  # through relu(a)
         grad_s = grad * (r - x) * t * (1.0 - t)  # through the gate's sigmoid
+        if ctx.onednn:  # g W and g^T x with the transposes read in place
+            grad_x = None
+            if ctx.needs_input_grad[0]:
+                grad_x = onednn_linear(grad_a, wt.t())
+                grad_x += onednn_linear(grad_s, wg.t())
+                grad_x += grad * (1.0 - t)
+            grad_wt = onednn_linear(grad_a.t(), x.t())
+            grad_wg = onednn_linear(grad_s.t(), x.t())
+            return grad_x, grad_wt, grad_a.sum(0), grad_wg, grad_s.sum(0), None
         low, rows = wt.dtype, x.shape[0]
         grad_a_low, grad_s_low = grad_a.to(low), grad_s.to(low)
         grad_x = None

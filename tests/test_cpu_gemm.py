@@ -1,0 +1,70 @@
+"""The float32 training GEMMs' library: the switch, the automatic choice, and that it is used."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from textgan_envs.discriminators import build_discriminator, cpu_gemm
+from textgan_envs.discriminators.cpu_gemm import GEMM_LIBRARY_ENV, auto_library, gemm_library
+
+AVX512 = {"avx2", "fma", "avx512f"}
+
+
+@pytest.mark.parametrize(
+    ("vendor", "flags", "available", "expected"),
+    [
+        ("AuthenticAMD", AVX512, True, "onednn"),
+        ("AuthenticAMD", AVX512, False, "aten"),  # no oneDNN in this PyTorch
+        ("AuthenticAMD", {"avx2", "fma"}, True, "aten"),  # oneDNN held to AVX2 was slower
+        ("GenuineIntel", AVX512 | {"amx_bf16"}, True, "aten"),  # MKL's own AVX-512 kernels
+        ("", {"asimd"}, True, "aten"),  # Arm, or no /proc/cpuinfo
+    ],
+)
+def test_auto_picks_onednn_only_on_amd_with_avx512(vendor, flags, available, expected) -> None:
+    assert auto_library(vendor, flags, available) == expected
+
+
+def test_the_switch_forces_a_library_and_refuses_unknown_names(monkeypatch) -> None:
+    monkeypatch.setenv(GEMM_LIBRARY_ENV, "aten")
+    assert gemm_library() == "aten"
+    monkeypatch.setenv(GEMM_LIBRARY_ENV, " ATEN ")
+    assert gemm_library() == "aten"
+    monkeypatch.setenv(GEMM_LIBRARY_ENV, "mkl-please")
+    with pytest.raises(ValueError, match="TEXTGAN_CPU_GEMM='mkl-please'.*auto, aten, onednn"):
+        gemm_library()
+
+
+def test_forcing_onednn_without_it_is_a_clear_error(monkeypatch) -> None:
+    monkeypatch.setattr(cpu_gemm, "_onednn_works", lambda: False)
+    monkeypatch.setenv(GEMM_LIBRARY_ENV, "onednn")
+    with pytest.raises(RuntimeError, match="TEXTGAN_CPU_GEMM=onednn.*use aten or auto"):
+        gemm_library()
+
+
+def _training_step(disc) -> None:
+    tokens = torch.randint(0, 40, (16, 20), generator=torch.Generator().manual_seed(0))
+    loss = F.binary_cross_entropy_with_logits(disc(tokens), torch.ones(16))
+    loss.backward()
+
+
+def test_a_training_step_runs_its_gemms_where_the_switch_says(gemm_library, monkeypatch) -> None:
+    """Every training GEMM of the SeqGAN CNN (12 convolution widths, the highway's six) goes
+    through oneDNN when chosen and none does otherwise; scoring never does."""
+    calls = []
+    real = cpu_gemm.onednn_linear
+
+    def counting(x, weight, bias=None):
+        calls.append(tuple(x.shape))
+        return real(x, weight, bias)
+
+    for module in ("highway", "conv_bank"):
+        monkeypatch.setattr(f"textgan_envs.discriminators.{module}.onednn_linear", counting)
+    disc = build_discriminator("cnn", vocab_size=40, seq_len=20, seed=0).train()
+    _training_step(disc)
+    assert len(calls) == (12 + 6 if gemm_library == "onednn" else 0)
+    calls.clear()
+    with torch.no_grad():
+        disc.eval()(torch.randint(0, 40, (8, 20)))
+    assert calls == []

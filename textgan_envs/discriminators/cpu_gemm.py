@@ -1,0 +1,100 @@
+"""Which library runs the float32 GEMMs of a discriminator training step on the CPU.
+
+Why: PyTorch sends float32 ``mm``/``addmm`` to its BLAS (MKL on x86 builds). On an AMD EPYC
+with AVX-512 (Zen 4), MKL ran the SeqGAN CNN step's GEMMs at 100-130 GFLOP/s in the step where
+oneDNN, the library PyTorch itself uses for convolutions and bfloat16 matmuls, ran them at
+130-170 (its 2048^3 product: 190 against MKL's 136 GFLOP/s); a training step went from 42.5 to
+39.1 ms (``benchmarks/discriminator_training.py``, BENCHMARKS.md). With both libraries held to
+AVX2 on the same CPU, oneDNN was the slower one (48.6 against 45.6 ms a step), and on Intel
+CPUs MKL runs its own AVX-512 kernels. So ``"auto"`` picks oneDNN on AMD CPUs with AVX-512
+only, and PyTorch's own route everywhere else.
+
+``TEXTGAN_CPU_GEMM`` = ``auto`` (default) | ``aten`` (PyTorch's ``addmm``) | ``onednn`` forces
+one, which is how the tests run both routes on any machine. The two give the same products to
+float32 rounding, not bit for bit; scoring (rewards, accuracy) always takes PyTorch's route.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+import torch
+from torch import Tensor
+
+from textgan_envs.native_sampling import _cpu_signature
+
+GEMM_LIBRARY_ENV = "TEXTGAN_CPU_GEMM"
+GEMM_LIBRARIES = ("auto", "aten", "onednn")
+
+
+def onednn_linear_available() -> bool:
+    """Whether this PyTorch can run a float32 ``x W^T + b`` through oneDNN (and gets it right)."""
+    return _onednn_works()
+
+
+@lru_cache(maxsize=1)
+def _onednn_works() -> bool:
+    if not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        op = torch.ops.mkldnn._linear_pointwise
+        x = torch.arange(12, dtype=torch.float32).view(3, 4) / 7
+        w = torch.arange(20, dtype=torch.float32).view(5, 4) / 11
+        b = torch.arange(5, dtype=torch.float32)
+        got = op(x, w, b, "none", [], "")
+    except (AttributeError, RuntimeError, TypeError):
+        return False
+    return bool(torch.allclose(got, torch.addmm(b, x, w.t()), rtol=1e-5, atol=1e-6))
+
+
+def auto_library(vendor: str, flags: set[str], onednn_available: bool) -> str:
+    """``"auto"``'s rule: oneDNN on an AMD CPU (``vendor_id`` ``AuthenticAMD``) with ``avx512f``
+    where oneDNN is available, else ``"aten"``."""
+    amd_avx512 = vendor == "AuthenticAMD" and "avx512f" in flags
+    return "onednn" if amd_avx512 and onednn_available else "aten"
+
+
+@lru_cache(maxsize=1)
+def _auto_choice() -> str:
+    vendor = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            line = next((line for line in info if line.startswith("vendor_id")), "")
+        vendor = line.partition(":")[2].strip()
+    except OSError:
+        pass
+    flags = set(_cpu_signature().partition(":")[2].split())
+    return auto_library(vendor, flags, _onednn_works())
+
+
+def gemm_library() -> str:
+    """The library the float32 training GEMMs use here: ``"aten"`` or ``"onednn"``.
+
+    Raises ``ValueError`` for an unknown ``TEXTGAN_CPU_GEMM`` and ``RuntimeError`` where it
+    asks for oneDNN and this PyTorch cannot run it.
+    """
+    setting = os.environ.get(GEMM_LIBRARY_ENV, "auto").strip().lower() or "auto"
+    if setting not in GEMM_LIBRARIES:
+        raise ValueError(
+            f"{GEMM_LIBRARY_ENV}={setting!r}: choose one of {', '.join(GEMM_LIBRARIES)}"
+        )
+    if setting == "auto":
+        return _auto_choice()
+    if setting == "onednn" and not _onednn_works():
+        raise RuntimeError(
+            f"{GEMM_LIBRARY_ENV}=onednn, but this PyTorch build cannot run float32 linear "
+            "layers through oneDNN (torch.ops.mkldnn._linear_pointwise); use aten or auto"
+        )
+    return setting
+
+
+def uses_onednn(x: Tensor) -> bool:
+    """Whether a training GEMM on ``x`` goes through oneDNN (float32 on the CPU, if chosen)."""
+    return x.device.type == "cpu" and x.dtype == torch.float32 and gemm_library() == "onednn"
+
+
+def onednn_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``x @ weight.T + bias`` by oneDNN, row-major ``[rows, out]``; any strides for ``x``'s
+    and ``weight``'s matrices (a transposed view is read in place)."""
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
