@@ -3,7 +3,9 @@
 64 x 19 x 16 + 64 = 19,520 sequences (T=20, V=5,000), scored the ways a generator step can:
 one call with the whole batch, the module's default 1,024-row chunks, the reference loop's
 batches of 64, and the default chunks under ``torch.autocast(bfloat16)`` (with how far its
-logits and D = sigmoid(logit) move). Same weights, same tokens, one process.
+logits and D = sigmoid(logit) move); then the default chunks with the float32 GEMMs forced
+through each library (``TEXTGAN_CPU_GEMM``, ``cpu_gemm.py``; the rows above use this CPU's
+default). Same weights, same tokens, one process.
 
     .venv/bin/python benchmarks/cnn_scoring.py [--threads 2] [--repeats 2] [--default-allocator]
 """
@@ -19,6 +21,12 @@ import torch
 
 from textgan_envs.allocator import retain_freed_memory
 from textgan_envs.discriminators import build_discriminator
+from textgan_envs.discriminators.cpu_gemm import (
+    gemm_library,
+    gemm_library_set_to,
+    onednn_linear_available,
+)
+from textgan_envs.native_sampling import cpu_summary
 
 ROWS, T, V = 64 * 19 * 16 + 64, 20, 5000
 
@@ -67,8 +75,13 @@ def main() -> None:
             ("batches of 64 (reference loop)", seconds(lambda: [disc(p) for p in tokens.split(64)], args.repeats)),
             ("default chunks, autocast bfloat16", seconds(bf16, args.repeats)),
         ]  # fmt: skip
+        for library in ["aten"] + (["onednn"] if onednn_linear_available() else []):
+            with gemm_library_set_to(library):
+                secs = seconds(lambda: disc(tokens), args.repeats)
+            rows.append((f"default chunks, {library} GEMMs", secs))
         exact, approx = disc(tokens), bf16().float()
     allocator = "glibc default" if args.default_allocator else "retain_freed_memory()"
+    print(f"CPU: {cpu_summary()}; torch {torch.__version__}; float32 GEMMs: {gemm_library()}")
     print(f"{ROWS} sequences, T={T}, V={V}, threads={torch.get_num_threads()}, {allocator}")
     print(f"{'scoring':<40} {'seconds':>8}")
     for name, secs in rows:

@@ -30,12 +30,11 @@ on some CPUs (``textgan_envs/denormals.py``).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import statistics
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +50,7 @@ from textgan_envs.discriminators.cnn import SEQGAN_FILTER_SIZES, SEQGAN_NUM_FILT
 from textgan_envs.discriminators.cpu_gemm import (
     GEMM_LIBRARY_ENV,
     gemm_library,
+    gemm_library_set_to,
     onednn_linear,
     onednn_linear_available,
 )
@@ -113,21 +113,6 @@ def model_flops_per_sequence() -> float:
     )
     total = sum(SEQGAN_NUM_FILTERS)
     return 2.0 * (conv + 2 * total * total + total)
-
-
-@contextlib.contextmanager
-def gemm_setting(library: str | None) -> Iterator[None]:
-    """Runs the block with ``TEXTGAN_CPU_GEMM=library`` (``None``: as the process started)."""
-    old = os.environ.get(GEMM_LIBRARY_ENV)
-    if library is not None:
-        os.environ[GEMM_LIBRARY_ENV] = library
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(GEMM_LIBRARY_ENV, None)
-        else:
-            os.environ[GEMM_LIBRARY_ENV] = old
 
 
 def product(library: str) -> Callable[[Tensor, Tensor], Tensor]:
@@ -323,7 +308,7 @@ def main() -> None:
     if alt is not None:
 
         def alt_epoch() -> None:
-            with gemm_setting(other):
+            with gemm_library_set_to(other):
                 train_discriminator(
                     alt, alt_opt, real, fake, epochs=1, batch_size=BATCH, generator=shuffle_alt
                 )
@@ -341,7 +326,7 @@ def main() -> None:
     plain_epoch(plain, plain_opt, x[warm], y[warm], shuffle_plain)
     train_discriminator(ours, ours_opt, real[:256], fake[:256], batch_size=BATCH)
     if alt is not None:
-        with gemm_setting(other):
+        with gemm_library_set_to(other):
             train_discriminator(alt, alt_opt, real[:256], fake[:256], batch_size=BATCH)
     if bf16 is not None:
         train_discriminator(bf16, bf16_opt, real[:256], fake[:256], batch_size=BATCH)
@@ -368,7 +353,7 @@ def main() -> None:
     }
     if alt is not None:
         alt.train()
-        with gemm_setting(other):
+        with gemm_library_set_to(other):
             profiles[alt_name] = part_profile(training_loss(alt), alt_opt, x, y, args.profile_steps)
     if bf16 is not None:
         bf16.train()

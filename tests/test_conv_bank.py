@@ -102,7 +102,7 @@ def test_maps_that_never_fire_pass_no_gradient(backward: str) -> None:
     assert torch.equal(x.grad, torch.zeros_like(x))
 
 
-def test_forward_only_path_equals_autograd_path_and_plain() -> None:
+def test_forward_only_path_equals_autograd_path_and_plain(gemm_library: str) -> None:
     disc = build_discriminator("cnn", vocab_size=40, seq_len=12, seed=1).eval()
     tokens = torch.randint(0, 40, (9, 12), generator=torch.Generator().manual_seed(2))
     with torch.enable_grad():
@@ -114,7 +114,7 @@ def test_forward_only_path_equals_autograd_path_and_plain() -> None:
     torch.testing.assert_close(no_grad_path, plain, rtol=1e-5, atol=1e-5)
 
 
-def test_autocast_bfloat16_scoring_stays_close() -> None:
+def test_autocast_bfloat16_scoring_stays_close(gemm_library: str) -> None:
     disc = build_discriminator("cnn", vocab_size=40, seq_len=10, seed=1).eval()
     tokens = torch.randint(0, 40, (6, 10), generator=torch.Generator().manual_seed(3))
     exact = eval_logits(disc, tokens)

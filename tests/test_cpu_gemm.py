@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -50,8 +52,8 @@ def _training_step(disc) -> None:
 
 
 def test_a_training_step_runs_its_gemms_where_the_switch_says(gemm_library, monkeypatch) -> None:
-    """Every training GEMM of the SeqGAN CNN (12 convolution widths, the highway's six) goes
-    through oneDNN when chosen and none does otherwise; scoring never does."""
+    """Every GEMM of a SeqGAN CNN training step (12 convolution widths, the highway's six) and
+    of its scoring (12 + 2) goes through oneDNN when chosen, and none does otherwise."""
     calls = []
     real = cpu_gemm.onednn_linear
 
@@ -67,4 +69,19 @@ def test_a_training_step_runs_its_gemms_where_the_switch_says(gemm_library, monk
     calls.clear()
     with torch.no_grad():
         disc.eval()(torch.randint(0, 40, (8, 20)))
+    assert len(calls) == (12 + 2 if gemm_library == "onednn" else 0)
+    calls.clear()
+    disc.fused_convs = False  # the plain reference formulation: PyTorch's own layers
+    _training_step(disc.train())
     assert calls == []
+
+
+def test_setting_a_library_for_a_block_restores_the_switch(monkeypatch) -> None:
+    monkeypatch.delenv(GEMM_LIBRARY_ENV, raising=False)
+    with cpu_gemm.gemm_library_set_to("aten"):
+        assert gemm_library() == "aten"
+    assert GEMM_LIBRARY_ENV not in os.environ
+    monkeypatch.setenv(GEMM_LIBRARY_ENV, "aten")
+    with pytest.raises(KeyError), cpu_gemm.gemm_library_set_to("auto"):
+        raise KeyError("a failing block")
+    assert os.environ[GEMM_LIBRARY_ENV] == "aten"

@@ -150,7 +150,7 @@ def test_bad_batches_raise_clear_errors() -> None:
         eval_logits(lambda y: torch.zeros(len(y), 2), real)
 
 
-def test_cnn_chunked_forward_equals_one_pass_with_gradients() -> None:
+def test_cnn_chunked_forward_equals_one_pass_with_gradients(gemm_library: str) -> None:
     """Large batches are scored in chunks; values and gradients must not depend on the split."""
     disc = build_discriminator("cnn", 50, 12, seed=0)
     tokens = torch.randint(0, 50, (37, 12), generator=torch.Generator().manual_seed(1))

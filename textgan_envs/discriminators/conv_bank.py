@@ -68,8 +68,9 @@ def pooled_no_grad(
     x: Tensor, widths: Sequence[int], filters: Sequence[Tensor], biases: Sequence[Tensor]
 ) -> Tensor:
     """Forward only (scoring): ``relu(max_t conv_w(x))`` for every width, ``[B, sum(maps)]``."""
+    onednn = uses_onednn(x)
     pooled = [
-        _width_scores(x, w, f, b)[0].amax(dim=1)
+        _width_scores(x, w, f, b, onednn)[0].amax(dim=1)
         for w, f, b in zip(widths, filters, biases, strict=True)
     ]
     return torch.cat(pooled, dim=1).clamp_min_(0.0)

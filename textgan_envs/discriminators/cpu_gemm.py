@@ -11,12 +11,16 @@ only, and PyTorch's own route everywhere else.
 
 ``TEXTGAN_CPU_GEMM`` = ``auto`` (default) | ``aten`` (PyTorch's ``addmm``) | ``onednn`` forces
 one, which is how the tests run both routes on any machine. The two give the same products to
-float32 rounding, not bit for bit; scoring (rewards, accuracy) always takes PyTorch's route.
+float32 rounding, not bit for bit. The choice covers training steps and scoring (rewards,
+accuracy) of the SeqGAN CNN; its plain reference formulation (``fused_convs=False``) and
+autocast always take PyTorch's route.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from functools import lru_cache
 
 import torch
@@ -89,9 +93,31 @@ def gemm_library() -> str:
     return setting
 
 
+@contextlib.contextmanager
+def gemm_library_set_to(library: str | None) -> Iterator[None]:
+    """Runs the block with ``TEXTGAN_CPU_GEMM=library`` (``None``: as it is), then restores it;
+    for benchmarks that time both libraries side by side in one process."""
+    old = os.environ.get(GEMM_LIBRARY_ENV)
+    if library is not None:
+        os.environ[GEMM_LIBRARY_ENV] = library
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(GEMM_LIBRARY_ENV, None)
+        else:
+            os.environ[GEMM_LIBRARY_ENV] = old
+
+
 def uses_onednn(x: Tensor) -> bool:
-    """Whether a training GEMM on ``x`` goes through oneDNN (float32 on the CPU, if chosen)."""
-    return x.device.type == "cpu" and x.dtype == torch.float32 and gemm_library() == "onednn"
+    """Whether a GEMM on ``x`` goes through oneDNN: float32 on the CPU, outside autocast (whose
+    casts only PyTorch's own ops get), where :func:`gemm_library` says so."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not torch.is_autocast_enabled("cpu")
+        and gemm_library() == "onednn"
+    )
 
 
 def onednn_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:

@@ -117,10 +117,17 @@ def highway_step(
     """``layer(x)`` for a :class:`~textgan_envs.discriminators.cnn.Highway`: through
     :class:`HighwayStep` when gradients are needed (outside autocast; its GEMMs in
     ``gemm_dtype``, default ``x``'s, reading bfloat16 shadows if ``shadows`` and
-    :func:`shadows_apply`), else its own forward in ``x``'s dtype."""
+    :func:`shadows_apply`), else its own forward in ``x``'s dtype (through oneDNN where
+    :func:`~textgan_envs.discriminators.cpu_gemm.uses_onednn`)."""
     needs_grad = torch.is_grad_enabled() and (
         x.requires_grad or any(p.requires_grad for p in layer.parameters())
     )
+    if not needs_grad and uses_onednn(x):  # scoring, through the training step's library
+        t = torch.sigmoid(onednn_linear(x, layer.gate.weight, layer.gate.bias))
+        return (
+            t * onednn_linear(x, layer.transform.weight, layer.transform.bias).clamp_min_(0)
+            + (1.0 - t) * x
+        )
     if not needs_grad or torch.is_autocast_enabled(x.device.type):
         return layer(x)
     tr, gate = layer.transform, layer.gate
