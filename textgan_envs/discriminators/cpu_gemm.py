@@ -4,7 +4,8 @@ Why: PyTorch sends float32 ``mm``/``addmm`` to its BLAS (MKL on x86 builds). On 
 with AVX-512 (Zen 4), MKL ran the SeqGAN CNN step's GEMMs at 100-130 GFLOP/s in the step where
 oneDNN, the library PyTorch itself uses for convolutions and bfloat16 matmuls, ran them at
 130-170 (its 2048^3 product: 190 against MKL's 136 GFLOP/s); a training step went from 42.5 to
-39.1 ms (``benchmarks/discriminator_training.py``, BENCHMARKS.md). With both libraries held to
+39.1 ms (``benchmarks/discriminator_training.py``, BENCHMARKS.md), and scoring a generator
+step's 19,520 Monte-Carlo completions from 4.76 to 3.38 s (``benchmarks/cnn_scoring.py``). With both libraries held to
 AVX2 on the same CPU, oneDNN was the slower one (48.6 against 45.6 ms a step), and on Intel
 CPUs MKL runs its own AVX-512 kernels. So ``"auto"`` picks oneDNN on AMD CPUs with AVX-512
 only, and PyTorch's own route everywhere else.
