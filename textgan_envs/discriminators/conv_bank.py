@@ -169,10 +169,11 @@ def _pool_widths(
     """``relu(max_t conv_w(x))`` ``[B, sum(maps)]`` and its argmax positions (int64).
 
     The GEMMs run in ``x``'s dtype, float32 ones through oneDNN where
-    :func:`~textgan_envs.discriminators.cpu_gemm.uses_onednn`. ``native`` (float32 or bfloat16 CPU GEMMs; the maxima
-    come back as float32, bfloat16 ones widened exactly): the C pooling writes both straight into
-    their columns, and every width's windows and scores reuse one buffer each (so they stay
-    in cache instead of streaming 14 MB of fresh memory a step at B=64). Else ``max_pool1d``
+    :func:`~textgan_envs.discriminators.cpu_gemm.uses_onednn`. ``native`` (float32 or bfloat16
+    CPU GEMMs; the maxima come back as float32, bfloat16 ones widened exactly): the C pooling
+    writes both straight into their columns, and every width's windows (and, through PyTorch's
+    ``addmm``, scores) reuse one buffer each (so they stay in cache instead of streaming 14 MB
+    of fresh memory a step at B=64). Else ``max_pool1d``
     with indices per width.
     """
     if not native:
