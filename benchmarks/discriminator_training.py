@@ -48,6 +48,7 @@ from textgan_envs.discriminators import (
 )
 from textgan_envs.discriminators.cnn import SEQGAN_FILTER_SIZES, SEQGAN_NUM_FILTERS
 from textgan_envs.discriminators.cpu_gemm import (
+    GEMM_LIBRARIES,
     GEMM_LIBRARY_ENV,
     gemm_library,
     gemm_library_set_to,
@@ -249,7 +250,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--gemm",
-        choices=("auto", "aten", "onednn"),
+        choices=GEMM_LIBRARIES,
         default=None,
         help="the float32 GEMMs' library for train_discriminator (default: TEXTGAN_CPU_GEMM, "
         "else auto); a row with the other library is added where both run",

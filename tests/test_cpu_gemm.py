@@ -39,7 +39,7 @@ def test_the_switch_forces_a_library_and_refuses_unknown_names(monkeypatch) -> N
 
 
 def test_forcing_onednn_without_it_is_a_clear_error(monkeypatch) -> None:
-    monkeypatch.setattr(cpu_gemm, "_onednn_works", lambda: False)
+    monkeypatch.setattr(cpu_gemm, "onednn_linear_available", lambda: False)
     monkeypatch.setenv(GEMM_LIBRARY_ENV, "onednn")
     with pytest.raises(RuntimeError, match="TEXTGAN_CPU_GEMM=onednn.*use aten or auto"):
         gemm_library()

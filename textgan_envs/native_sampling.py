@@ -93,16 +93,23 @@ ARCHES = ("native", "portable")
 RELEVANT_CPU_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "neon", "asimd")
 
 
+def cpuinfo_field(name: str) -> str:
+    """The first ``name : value`` of ``/proc/cpuinfo`` (e.g. ``"vendor_id"``), or ``""``."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                key, _, value = line.partition(":")
+                if key.strip() == name:
+                    return value.strip()
+    except OSError:
+        pass
+    return ""
+
+
 def cpu_summary() -> str:
     """The CPU's model name and the flags the kernel's speed depends on, for benchmark
     tables (e.g. ``"AMD EPYC; avx avx2 fma; no avx512f avx512_bf16"``)."""
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
-            names = [line for line in info if line.startswith("model name")]
-        model = names[0].partition(":")[2].strip() if names else model
-    except OSError:
-        pass
+    model = cpuinfo_field("model name") or platform.processor() or platform.machine()
     flags = set(_cpu_signature().partition(":")[2].split())
     have = [f for f in RELEVANT_CPU_FLAGS if f in flags]
     lack = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16") if f not in flags]

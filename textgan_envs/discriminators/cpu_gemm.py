@@ -5,9 +5,9 @@ with AVX-512 (Zen 4), MKL ran the SeqGAN CNN step's GEMMs at 100-130 GFLOP/s in 
 oneDNN, the library PyTorch itself uses for convolutions and bfloat16 matmuls, ran them at
 130-170 (its 2048^3 product: 190 against MKL's 136 GFLOP/s); a training step went from 42.5 to
 39.1 ms (``benchmarks/discriminator_training.py``, BENCHMARKS.md), and scoring a generator
-step's 19,520 Monte-Carlo completions from 4.76 to 3.38 s (``benchmarks/cnn_scoring.py``). With both libraries held to
-AVX2 on the same CPU, oneDNN was the slower one (48.6 against 45.6 ms a step), and on Intel
-CPUs MKL runs its own AVX-512 kernels. So ``"auto"`` picks oneDNN on AMD CPUs with AVX-512
+step's 19,520 Monte-Carlo completions from 4.76 to 3.38 s (``benchmarks/cnn_scoring.py``).
+With both libraries held to AVX2 on the same CPU, oneDNN was the slower one (48.6 against
+45.6 ms a step), and on Intel CPUs MKL runs its own AVX-512 kernels. So ``"auto"`` picks oneDNN on AMD CPUs with AVX-512
 only, and PyTorch's own route everywhere else.
 
 ``TEXTGAN_CPU_GEMM`` = ``auto`` (default) | ``aten`` (PyTorch's ``addmm``) | ``onednn`` forces
@@ -27,19 +27,15 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-from textgan_envs.native_sampling import _cpu_signature
+from textgan_envs.native_sampling import _cpu_signature, cpuinfo_field
 
 GEMM_LIBRARY_ENV = "TEXTGAN_CPU_GEMM"
 GEMM_LIBRARIES = ("auto", "aten", "onednn")
 
 
+@lru_cache(maxsize=1)
 def onednn_linear_available() -> bool:
     """Whether this PyTorch can run a float32 ``x W^T + b`` through oneDNN (and gets it right)."""
-    return _onednn_works()
-
-
-@lru_cache(maxsize=1)
-def _onednn_works() -> bool:
     if not torch.backends.mkldnn.is_available():
         return False
     try:
@@ -62,15 +58,8 @@ def auto_library(vendor: str, flags: set[str], onednn_available: bool) -> str:
 
 @lru_cache(maxsize=1)
 def _auto_choice() -> str:
-    vendor = ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
-            line = next((line for line in info if line.startswith("vendor_id")), "")
-        vendor = line.partition(":")[2].strip()
-    except OSError:
-        pass
     flags = set(_cpu_signature().partition(":")[2].split())
-    return auto_library(vendor, flags, _onednn_works())
+    return auto_library(cpuinfo_field("vendor_id"), flags, onednn_linear_available())
 
 
 def gemm_library() -> str:
@@ -86,7 +75,7 @@ def gemm_library() -> str:
         )
     if setting == "auto":
         return _auto_choice()
-    if setting == "onednn" and not _onednn_works():
+    if setting == "onednn" and not onednn_linear_available():
         raise RuntimeError(
             f"{GEMM_LIBRARY_ENV}=onednn, but this PyTorch build cannot run float32 linear "
             "layers through oneDNN (torch.ops.mkldnn._linear_pointwise); use aten or auto"

@@ -49,6 +49,15 @@ def _padded_transpose(x: Tensor) -> Tensor:
     return xt
 
 
+def _onednn_gate_and_transform(
+    x: Tensor, wt: Tensor, bt: Tensor, wg: Tensor, bg: Tensor
+) -> tuple[Tensor, Tensor]:
+    """``sigmoid(x W_g^T + b_g)`` and ``relu(x W_t^T + b_t)`` by oneDNN, in nn.Linear's layout
+    (oneDNN reads it in place)."""
+    t = torch.sigmoid(onednn_linear(x, wg, bg))
+    return t, onednn_linear(x, wt, bt).clamp_min_(0)
+
+
 class HighwayStep(torch.autograd.Function):
     """``apply(x, W_t, b_t, W_g, b_g, gemm_dtype) = t * relu(x W_t^T + b_t) + (1 - t) * x``,
     ``t = sigmoid(x W_g^T + b_g)``.
@@ -66,9 +75,8 @@ class HighwayStep(torch.autograd.Function):
         low, rows = gemm_dtype, x.shape[0]
         ctx.onednn = low == x.dtype and uses_onednn(x)
         ctx.weight_dtypes = wt.dtype, wg.dtype
-        if ctx.onednn:  # oneDNN reads every layout in place: nn.Linear's x W^T
-            t = torch.sigmoid(onednn_linear(x, wg, bg))
-            r = onednn_linear(x, wt, bt).clamp_min_(0)
+        if ctx.onednn:
+            t, r = _onednn_gate_and_transform(x, wt, bt, wg, bg)
             ctx.save_for_backward(x, x, wt, wg, t, r)
             return t * r + (1.0 - t) * x
         xt = _padded_transpose(x.to(low))  # W x^T: the weight as the A operand, as in the backward
@@ -123,11 +131,9 @@ def highway_step(
         x.requires_grad or any(p.requires_grad for p in layer.parameters())
     )
     if not needs_grad and uses_onednn(x):  # scoring, through the training step's library
-        t = torch.sigmoid(onednn_linear(x, layer.gate.weight, layer.gate.bias))
-        return (
-            t * onednn_linear(x, layer.transform.weight, layer.transform.bias).clamp_min_(0)
-            + (1.0 - t) * x
-        )
+        tr, gate = layer.transform, layer.gate
+        t, r = _onednn_gate_and_transform(x, tr.weight, tr.bias, gate.weight, gate.bias)
+        return t * r + (1.0 - t) * x
     if not needs_grad or torch.is_autocast_enabled(x.device.type):
         return layer(x)
     tr, gate = layer.transform, layer.gate
