@@ -19,7 +19,7 @@ AVX512 = {"avx2", "fma", "avx512f"}
     [
         ("AuthenticAMD", AVX512, True, "onednn"),
         ("AuthenticAMD", AVX512, False, "aten"),  # no oneDNN in this PyTorch
-        ("AuthenticAMD", {"avx2", "fma"}, True, "aten"),  # oneDNN held to AVX2 was slower
+        ("AuthenticAMD", {"avx2", "fma"}, True, "aten"),  # AVX2: no consistent gain measured
         ("GenuineIntel", AVX512 | {"amx_bf16"}, True, "aten"),  # MKL's own AVX-512 kernels
         ("", {"asimd"}, True, "aten"),  # Arm, or no /proc/cpuinfo
     ],

@@ -3,12 +3,14 @@
 Why: PyTorch sends float32 ``mm``/``addmm`` to its BLAS (MKL on x86 builds). On an AMD EPYC
 with AVX-512 (Zen 4), MKL ran the SeqGAN CNN step's GEMMs at 100-130 GFLOP/s in the step where
 oneDNN, the library PyTorch itself uses for convolutions and bfloat16 matmuls, ran them at
-130-170 (its 2048^3 product: 190 against MKL's 136 GFLOP/s); a training step went from 42.5 to
-39.1 ms (``benchmarks/discriminator_training.py``, BENCHMARKS.md), and scoring a generator
+130-170 (its 2048^3 product: 190 against MKL's 136 GFLOP/s); a training step went from 42.3 to
+39.6 ms, on a quieter host from 37.3 to 36.6 ms (``benchmarks/gemm_library_step.py``,
+BENCHMARKS.md), and scoring a generator
 step's 19,520 Monte-Carlo completions from 4.76 to 3.38 s (``benchmarks/cnn_scoring.py``).
-With both libraries held to AVX2 on the same CPU, oneDNN was the slower one (48.6 against
-45.6 ms a step), and on Intel CPUs MKL runs its own AVX-512 kernels. So ``"auto"`` picks oneDNN on AMD CPUs with AVX-512
-only, and PyTorch's own route everywhere else.
+With both libraries held to AVX2 on the same CPU, the comparison went one way in one run
+(oneDNN 3 ms slower a step) and the other way in the next (0.5 ms faster), and on Intel CPUs
+MKL runs its own AVX-512 kernels. So ``"auto"`` picks oneDNN on AMD CPUs with AVX-512 only,
+the one kind measured faster, and PyTorch's own route everywhere else.
 
 ``TEXTGAN_CPU_GEMM`` = ``auto`` (default) | ``aten`` (PyTorch's ``addmm``) | ``onednn`` forces
 one, which is how the tests run both routes on any machine. The two give the same products to
