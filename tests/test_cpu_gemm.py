@@ -76,6 +76,29 @@ def test_a_training_step_runs_its_gemms_where_the_switch_says(gemm_library, monk
     assert calls == []
 
 
+def test_torch_compile_of_the_cnn_gives_eager_loss_and_gradients_under_either_library(
+    gemm_library,
+) -> None:
+    """``torch.compile`` traces the SeqGAN CNN on PyTorch's own GEMMs: its CPU backend cannot
+    lower oneDNN's linear op on a trainable weight (it raised a LoweringException)."""
+    torch._dynamo.reset()
+    sizes = {"emb_dim": 8, "filter_sizes": [2, 3], "num_filters": [6, 5]}
+    disc = build_discriminator("cnn", vocab_size=40, seq_len=12, seed=0, **sizes).eval()
+    tokens = torch.randint(0, 40, (16, 12), generator=torch.Generator().manual_seed(1))
+
+    def loss_of(model):
+        loss = F.binary_cross_entropy_with_logits(model(tokens), torch.ones(16))
+        grads = torch.autograd.grad(loss, list(disc.parameters()))
+        return loss.detach(), grads
+
+    eager_loss, eager_grads = loss_of(disc)
+    compiled_loss, compiled_grads = loss_of(torch.compile(disc))
+    torch._dynamo.reset()
+    torch.testing.assert_close(compiled_loss, eager_loss, rtol=1e-5, atol=1e-6)
+    for got, want in zip(compiled_grads, eager_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
 def test_setting_a_library_for_a_block_restores_the_switch(monkeypatch) -> None:
     monkeypatch.delenv(GEMM_LIBRARY_ENV, raising=False)
     with cpu_gemm.gemm_library_set_to("aten"):

@@ -15,8 +15,8 @@ the one kind measured faster, and PyTorch's own route everywhere else.
 ``TEXTGAN_CPU_GEMM`` = ``auto`` (default) | ``aten`` (PyTorch's ``addmm``) | ``onednn`` forces
 one, which is how the tests run both routes on any machine. The two give the same products to
 float32 rounding, not bit for bit. The choice covers training steps and scoring (rewards,
-accuracy) of the SeqGAN CNN; its plain reference formulation (``fused_convs=False``) and
-autocast always take PyTorch's route.
+accuracy) of the SeqGAN CNN; its plain reference formulation (``fused_convs=False``),
+autocast and code traced by ``torch.compile`` always take PyTorch's route.
 """
 
 from __future__ import annotations
@@ -103,11 +103,14 @@ def gemm_library_set_to(library: str | None) -> Iterator[None]:
 
 def uses_onednn(x: Tensor) -> bool:
     """Whether a GEMM on ``x`` goes through oneDNN: float32 on the CPU, outside autocast (whose
-    casts only PyTorch's own ops get), where :func:`gemm_library` says so."""
+    casts only PyTorch's own ops get) and outside ``torch.compile`` (whose CPU backend cannot
+    lower oneDNN's linear op with a weight that is not a constant), where :func:`gemm_library`
+    says so."""
     return (
         x.device.type == "cpu"
         and x.dtype == torch.float32
         and not torch.is_autocast_enabled("cpu")
+        and not torch.compiler.is_compiling()
         and gemm_library() == "onednn"
     )
 
