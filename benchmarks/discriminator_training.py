@@ -8,7 +8,9 @@ Ours is ``train_discriminator(disc, make_discriminator_optimizer(disc), ...)``, 
 default float32 GEMMs and with the opt-in ``train_precision="bfloat16"`` (``--no-bf16`` skips
 it; on a CPU without bfloat16 dot products it is emulated, ~12x slower than the plain loop on
 an AVX2 EPYC, so it is skipped there unless ``--emulated-bf16`` asks for it; ``--cast-row``
-adds it without its bfloat16 weight shadows, ``bf16_shadows=False``).
+adds it without its bfloat16 weight shadows, ``bf16_shadows=False``). ``--compile`` adds two
+rows under ``torch.compile``: the plain model's loss (with fused Adam) and ``train_discriminator``
+on a compiled model; each one's warm-up with its compilation is printed.
 
 Printed: the epoch time of each variant (after a warm-up, ``--repeats`` rounds run
 round-robin, median; and the median over rounds of the round's plain-to-variant ratio), the
@@ -61,6 +63,8 @@ from textgan_envs.process_setup import tune_process
 V, T, EMB, BATCH = 5000, 20, 64, 64
 BF16 = "train_discriminator, bfloat16 GEMMs"
 BF16_CAST = "bfloat16 GEMMs, highway weights rounded every step"
+PLAIN_COMPILED = "plain model under torch.compile, fused Adam"
+OURS_COMPILED = "train_discriminator, model under torch.compile"
 
 
 class PlainCNN(nn.Module):
@@ -93,14 +97,20 @@ class PlainCNN(nn.Module):
 
 
 def plain_epoch(
-    model: PlainCNN, opt: torch.optim.Optimizer, x: Tensor, y: Tensor, gen: torch.Generator
+    model: PlainCNN,
+    opt: torch.optim.Optimizer,
+    x: Tensor,
+    y: Tensor,
+    gen: torch.Generator,
+    loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
 ) -> None:
-    """One shuffled epoch of the plain loop, batch 64."""
+    """One shuffled epoch of the plain loop, batch 64 (``loss_fn``: ``model.loss`` or a compiled one)."""
     model.train()
+    loss_fn = model.loss if loss_fn is None else loss_fn
     order = torch.randperm(len(x), generator=gen)
     for start in range(0, len(x), BATCH):
         idx = order[start : start + BATCH]
-        loss = model.loss(x[idx], y[idx])
+        loss = loss_fn(x[idx], y[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -244,6 +254,12 @@ def main() -> None:
         help="add the bfloat16 opt-in without its weight shadows (bf16_shadows=False)",
     )
     parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="add the plain model's loss under torch.compile (with fused Adam) and "
+        "train_discriminator on a torch.compile'd model; their compile time is printed",
+    )
+    parser.add_argument(
         "--keep-denormals",
         action="store_true",
         help="keep IEEE float32 denormals (default: flushed to zero, as the textgan command does)",
@@ -323,7 +339,46 @@ def main() -> None:
         variants[BF16_CAST] = lambda: train_discriminator(
             cast, cast_opt, real, fake, epochs=1, batch_size=BATCH, generator=shuffle_cast
         )
+    if args.compile:
+        plain_c = PlainCNN()
+        plain_c.load_state_dict(ours.state_dict())
+        plain_c_opt = torch.optim.Adam(plain_c.parameters(), lr=1e-4, fused=True)
+        plain_c_loss = torch.compile(plain_c.loss)
+        ours_c = build_discriminator("cnn", V, T, seed=0)
+        ours_c_opt = make_discriminator_optimizer(ours_c)
+        ours_c_compiled = torch.compile(ours_c)
+        shuffle_pc, shuffle_oc = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+        variants[PLAIN_COMPILED] = lambda: plain_epoch(
+            plain_c, plain_c_opt, x, y, shuffle_pc, plain_c_loss
+        )
+        variants[OURS_COMPILED] = lambda: train_discriminator(
+            ours_c_compiled,
+            ours_c_opt,
+            real,
+            fake,
+            epochs=1,
+            batch_size=BATCH,
+            generator=shuffle_oc,
+        )
     warm = slice(0, 8 * BATCH)
+    if args.compile:  # the first steps compile (and the last, shorter batch recompiles)
+        for name, warm_up in (
+            (
+                PLAIN_COMPILED,
+                lambda: plain_epoch(
+                    plain_c, plain_c_opt, x[:600], y[:600], shuffle_pc, plain_c_loss
+                ),
+            ),
+            (
+                OURS_COMPILED,
+                lambda: train_discriminator(
+                    ours_c_compiled, ours_c_opt, real[:300], fake[:300], batch_size=BATCH
+                ),
+            ),
+        ):
+            start = time.perf_counter()
+            warm_up()
+            print(f"{name}: warm-up with compilation {time.perf_counter() - start:.1f} s")
     plain_epoch(plain, plain_opt, x[warm], y[warm], shuffle_plain)
     train_discriminator(ours, ours_opt, real[:256], fake[:256], batch_size=BATCH)
     if alt is not None:
@@ -373,6 +428,12 @@ def main() -> None:
             x,
             y,
             args.profile_steps,
+        )
+    if args.compile:
+        profiles[PLAIN_COMPILED] = part_profile(plain_c_loss, plain_c_opt, x, y, args.profile_steps)
+        ours_c_compiled.train()
+        profiles[OURS_COMPILED] = part_profile(
+            training_loss(ours_c_compiled), ours_c_opt, x, y, args.profile_steps
         )
     gemm = {name: (gemm_before[name] + gemm_gflops(name)) / 2 for name in libraries}
     floors = (gemm_floor(False, library), gemm_floor(True, library))
