@@ -18,8 +18,9 @@ per-part profile of a step (forward with loss, backward, optimiser step; median 
 ``--profile-steps`` steps), the achieved FLOP rate as a fraction of this
 run's own fp32 GEMM rate (a 2048^3 matmul), with the CPU line, and the float32 floor: the
 step's dense GEMMs timed alone at their own shapes (the twelve convolutions' forward, the
-highway's six), which no float32 implementation built on this GEMM library beats, plus the
-measured optimiser step, as the largest speed-up over the plain loop that float32 allows here.
+highway's six, or three on stacked weights through oneDNN), which no float32 implementation
+built on this GEMM library beats, plus the measured optimiser step, as the largest speed-up
+over the plain loop that float32 allows here.
 
 The process starts as the ``textgan`` command does (``tune_process``: freed memory kept for
 reuse, float32 denormals flushed in every thread, for both variants alike);
@@ -168,9 +169,10 @@ def gemm_floor(cold: bool, library: str) -> float:
     the layouts the step uses with ``library``.
 
     The convolutions' forward (one ``[B * positions, width * E] x [width * E, maps]`` per
-    width; their backward is the sparse argmax kernel, not a GEMM) and the highway's six:
-    two forward products, two input-gradient and two weight-gradient products of
-    ``1720 x 1720`` with the batch of 64.
+    width; their backward is the sparse argmax kernel, not a GEMM) and the highway's: through
+    PyTorch's route six (two forward, two input-gradient and two weight-gradient products of
+    ``1720 x 1720`` with the batch of 64), through oneDNN the three of its stacked weights
+    (``3440 x 1720``).
     """
     total = 0.0
     for w, n in zip(SEQGAN_FILTER_SIZES, SEQGAN_NUM_FILTERS, strict=True):
@@ -186,10 +188,11 @@ def gemm_floor(cold: bool, library: str) -> float:
     size = sum(SEQGAN_NUM_FILTERS)
     weight, xt = torch.randn(size, size), torch.randn(size, BATCH)
     grad, x = torch.randn(BATCH, size), torch.randn(BATCH, size)
-    if library == "onednn":  # x W^T, g W, g^T x (highway.py)
-        total += 2 * timed(lambda: onednn_linear(x, weight), cold)
-        total += 2 * timed(lambda: onednn_linear(grad, weight.t()), cold)
-        total += 2 * timed(lambda: onednn_linear(grad.t(), x.t()), cold)
+    if library == "onednn":  # x W^T, g W, g^T x on both weights stacked (highway.py)
+        weights, grads = torch.randn(2 * size, size), torch.randn(BATCH, 2 * size)
+        total += timed(lambda: onednn_linear(x, weights), cold)
+        total += timed(lambda: onednn_linear(grads, weights.t()), cold)
+        total += timed(lambda: onednn_linear(grads.t(), x.t()), cold)
         return total
     total += 2 * timed(lambda: weight @ xt, cold)  # forward, W x^T
     total += 2 * timed(lambda: weight.t() @ grad.t(), cold)  # input gradient, W^T g^T

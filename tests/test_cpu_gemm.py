@@ -52,8 +52,9 @@ def _training_step(disc) -> None:
 
 
 def test_a_training_step_runs_its_gemms_where_the_switch_says(gemm_library, monkeypatch) -> None:
-    """Every GEMM of a SeqGAN CNN training step (12 convolution widths, the highway's six) and
-    of its scoring (12 + 2) goes through oneDNN when chosen, and none does otherwise."""
+    """Every GEMM of a SeqGAN CNN training step (12 convolution widths, the highway's three over
+    its stacked weights) and of its scoring (12 + 1) goes through oneDNN when chosen, and none
+    does otherwise."""
     calls = []
     real = cpu_gemm.onednn_linear
 
@@ -65,11 +66,11 @@ def test_a_training_step_runs_its_gemms_where_the_switch_says(gemm_library, monk
         monkeypatch.setattr(f"textgan_envs.discriminators.{module}.onednn_linear", counting)
     disc = build_discriminator("cnn", vocab_size=40, seq_len=20, seed=0).train()
     _training_step(disc)
-    assert len(calls) == (12 + 6 if gemm_library == "onednn" else 0)
+    assert len(calls) == (12 + 3 if gemm_library == "onednn" else 0)
     calls.clear()
     with torch.no_grad():
         disc.eval()(torch.randint(0, 40, (8, 20)))
-    assert len(calls) == (12 + 2 if gemm_library == "onednn" else 0)
+    assert len(calls) == (12 + 1 if gemm_library == "onednn" else 0)
     calls.clear()
     disc.fused_convs = False  # the plain reference formulation: PyTorch's own layers
     _training_step(disc.train())

@@ -45,6 +45,16 @@ class Highway(nn.Module):
         self.transform = nn.Linear(size, size)
         self.gate = nn.Linear(size, size)
         nn.init.constant_(self.gate.bias, gate_bias)
+        self._stack_layers()
+
+    def _stack_layers(self) -> None:
+        """Each layer's weight and bias as halves of one tensor (transform first), so the
+        fused step can run both layers as one GEMM (``highway.py``); state dicts are unchanged."""
+        size = self.transform.out_features
+        for name in ("weight", "bias"):
+            both = torch.cat([getattr(self.transform, name), getattr(self.gate, name)]).detach()
+            setattr(self.transform, name, nn.Parameter(both[:size]))
+            setattr(self.gate, name, nn.Parameter(both[size:]))
 
     def forward(self, x: Tensor) -> Tensor:
         t = torch.sigmoid(self.gate(x))

@@ -16,7 +16,12 @@ strided copy, 0.45 ms for a tiled C transpose (``benchmarks/highway_parts.py``).
 
 Where float32 GEMMs go through oneDNN (:mod:`~textgan_envs.discriminators.cpu_gemm`: AMD
 CPUs with AVX-512), the layouts are oneDNN's best: ``x W^T``, ``g W`` and ``g^T x``, each
-transpose read in place.
+transpose read in place, and the two weights run as one: :class:`Highway` keeps them (and
+the biases) as the two halves of one tensor (:func:`stacked_view`), so the six GEMMs become
+three twice as wide (the gate and the transform from one ``x [W_t; W_g]^T``, the input
+gradient from one ``[g_t, g_g] [W_t; W_g]``, both weight gradients from one product), 1.5-1.9 ms
+less a step on an AMD EPYC with AVX-512 (BENCHMARKS.md). Through MKL, one product for both
+weight gradients had measured no faster, so the PyTorch route keeps the six.
 
 The forward is ``nn.Linear``'s (the same values as :class:`Highway`'s; computed transposed,
 a chunked forward on one thread missed the whole one by just over the 1e-6 + 1e-5 * |y|
@@ -49,11 +54,33 @@ def _padded_transpose(x: Tensor) -> Tensor:
     return xt
 
 
+def stacked_view(first: Tensor, second: Tensor) -> Tensor | None:
+    """``torch.cat([first, second])`` without a copy, where ``second`` follows ``first`` in
+    one storage (as :class:`Highway` keeps its two layers' weights and biases), else ``None``
+    (e.g. after ``.to(other_device)`` or ``copy.deepcopy``, which give each its own)."""
+    adjacent = (
+        first.is_contiguous()
+        and second.is_contiguous()
+        and first.dtype == second.dtype
+        and first.shape[1:] == second.shape[1:]
+        and first.untyped_storage().data_ptr() == second.untyped_storage().data_ptr()
+        and second.storage_offset() == first.storage_offset() + first.numel()
+    )
+    if not adjacent:
+        return None
+    return first.as_strided((first.shape[0] + second.shape[0], *first.shape[1:]), first.stride())
+
+
 def _onednn_gate_and_transform(
     x: Tensor, wt: Tensor, bt: Tensor, wg: Tensor, bg: Tensor
 ) -> tuple[Tensor, Tensor]:
     """``sigmoid(x W_g^T + b_g)`` and ``relu(x W_t^T + b_t)`` by oneDNN, in nn.Linear's layout
-    (oneDNN reads it in place)."""
+    (oneDNN reads it in place); one GEMM for both where the weights are stacked."""
+    weights, biases = stacked_view(wt, wg), stacked_view(bt, bg)
+    if weights is not None and biases is not None:
+        both = onednn_linear(x, weights, biases)
+        size = wt.shape[0]
+        return torch.sigmoid(both[:, size:]), both[:, :size].clamp_min(0)
     t = torch.sigmoid(onednn_linear(x, wg, bg))
     return t, onednn_linear(x, wt, bt).clamp_min_(0)
 
@@ -94,6 +121,17 @@ class HighwayStep(torch.autograd.Function):
         x, xt, wt, wg, t, r = ctx.saved_tensors
         grad_a = grad * t * (r > 0)  # through relu(a)
         grad_s = grad * (r - x) * t * (1.0 - t)  # through the gate's sigmoid
+        weights = stacked_view(wt, wg) if ctx.onednn else None
+        if weights is not None:  # the three GEMMs of the stacked weights
+            size = wt.shape[0]
+            grad_both = torch.cat([grad_a, grad_s], dim=1)
+            grad_x = None
+            if ctx.needs_input_grad[0]:
+                grad_x = onednn_linear(grad_both, weights.t())
+                grad_x += grad * (1.0 - t)
+            grad_w = onednn_linear(grad_both.t(), x.t())
+            grad_b = grad_both.sum(0)
+            return grad_x, grad_w[:size], grad_b[:size], grad_w[size:], grad_b[size:], None
         if ctx.onednn:  # g W and g^T x with the transposes read in place
             grad_x = None
             if ctx.needs_input_grad[0]:
