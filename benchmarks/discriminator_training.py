@@ -10,7 +10,8 @@ it; on a CPU without bfloat16 dot products it is emulated, ~12x slower than the 
 an AVX2 EPYC, so it is skipped there unless ``--emulated-bf16`` asks for it; ``--cast-row``
 adds it without its bfloat16 weight shadows, ``bf16_shadows=False``). ``--compile`` adds two
 rows under ``torch.compile``: the plain model's loss (with fused Adam) and ``train_discriminator``
-on a compiled model; each one's warm-up with its compilation is printed.
+on a compiled model; each one's warm-up with its compilation is printed. ``--six-gemm-row``
+adds ours on a copy whose highway weights do not share one tensor (six GEMMs, not three).
 
 Printed: the epoch time of each variant (after a warm-up, ``--repeats`` rounds run
 round-robin, median; and the median over rounds of the round's plain-to-variant ratio), the
@@ -33,6 +34,7 @@ on some CPUs (``textgan_envs/denormals.py``).
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import statistics
 import time
@@ -66,6 +68,7 @@ BF16 = "train_discriminator, bfloat16 GEMMs"
 BF16_CAST = "bfloat16 GEMMs, highway weights rounded every step"
 PLAIN_COMPILED = "plain model under torch.compile, fused Adam"
 OURS_COMPILED = "train_discriminator, model under torch.compile"
+SIX_GEMMS = "train_discriminator, highway as six GEMMs"
 
 
 class PlainCNN(nn.Module):
@@ -263,6 +266,12 @@ def main() -> None:
         "train_discriminator on a torch.compile'd model; their compile time is printed",
     )
     parser.add_argument(
+        "--six-gemm-row",
+        action="store_true",
+        help="add train_discriminator on a copy whose highway weights have separate storages "
+        "(its six GEMMs instead of the three of the stacked weights; oneDNN route only)",
+    )
+    parser.add_argument(
         "--keep-denormals",
         action="store_true",
         help="keep IEEE float32 denormals (default: flushed to zero, as the textgan command does)",
@@ -313,6 +322,8 @@ def main() -> None:
             torch.Generator().manual_seed(1),
             torch.Generator().manual_seed(1),
         )
+    six = copy.deepcopy(ours) if args.six_gemm_row and library == "onednn" else None
+    six_opt = make_discriminator_optimizer(six) if six is not None else None
     plain_opt = torch.optim.Adam(plain.parameters(), lr=1e-4)
     libraries = [library] + ([other] if other else [])
     gemm_before = {name: gemm_gflops(name) for name in libraries}
@@ -334,6 +345,11 @@ def main() -> None:
                 )
 
         variants[alt_name] = alt_epoch
+    if six is not None:
+        shuffle_six = torch.Generator().manual_seed(1)
+        variants[SIX_GEMMS] = lambda: train_discriminator(
+            six, six_opt, real, fake, epochs=1, batch_size=BATCH, generator=shuffle_six
+        )
     if bf16 is not None:
         variants[BF16] = lambda: train_discriminator(
             bf16, bf16_opt, real, fake, epochs=1, batch_size=BATCH, generator=shuffle_bf16
@@ -376,6 +392,8 @@ def main() -> None:
     if alt is not None:
         with gemm_library_set_to(other):
             train_discriminator(alt, alt_opt, real[:256], fake[:256], batch_size=BATCH)
+    if six is not None:
+        train_discriminator(six, six_opt, real[:256], fake[:256], batch_size=BATCH)
     if bf16 is not None:
         train_discriminator(bf16, bf16_opt, real[:256], fake[:256], batch_size=BATCH)
     if BF16_CAST in variants:
@@ -403,6 +421,9 @@ def main() -> None:
         alt.train()
         with gemm_library_set_to(other):
             profiles[alt_name] = part_profile(training_loss(alt), alt_opt, x, y, args.profile_steps)
+    if six is not None:
+        six.train()
+        profiles[SIX_GEMMS] = part_profile(training_loss(six), six_opt, x, y, args.profile_steps)
     if bf16 is not None:
         bf16.train()
         profiles[BF16] = part_profile(
