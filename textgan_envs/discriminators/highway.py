@@ -19,8 +19,9 @@ CPUs with AVX-512), the layouts are oneDNN's best: ``x W^T``, ``g W`` and ``g^T 
 transpose read in place, and the two weights run as one: :class:`Highway` keeps them (and
 the biases) as the two halves of one tensor (:func:`stacked_view`), so the six GEMMs become
 three twice as wide (the gate and the transform from one ``x [W_t; W_g]^T``, the input
-gradient from one ``[g_t, g_g] [W_t; W_g]``, both weight gradients from one product), 1.5-1.9 ms
-less a step on an AMD EPYC with AVX-512 (BENCHMARKS.md). Through MKL, one product for both
+gradient from one ``[g_t, g_g] [W_t; W_g]``, both weight gradients from one product): about
+1 ms (2-3%) of a training step on an AMD EPYC with AVX-512 (``benchmarks/highway_stacking.py``,
+BENCHMARKS.md). Through MKL, one product for both
 weight gradients had measured no faster, so the PyTorch route keeps the six.
 
 The forward is ``nn.Linear``'s (the same values as :class:`Highway`'s; computed transposed,
